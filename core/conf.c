@@ -1,0 +1,596 @@
+/* conf.c: reading spacer.conf. The file is INI: [section], key = value, # or ; comments.
+ * Order of precedence, lowest first: built-in defaults, the file, SPACER_<SECTION>_<KEY> from
+ * the environment. ${VAR} and ${VAR:-default} inside values are read from the environment,
+ * which a .env file in the working directory may fill first (the old deployment's variables). */
+#include "conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+enum key_type { K_STR, K_INT, K_BOOL, K_SIZE, K_ENV, K_WORKERS, K_LIST, K_RELOAD, K_LEVEL };
+
+struct key_def {
+    const char *section;
+    const char *key;
+    enum key_type type;
+    size_t offset;
+    const char *def;
+    long min, max;
+};
+
+#define OFF(f) offsetof(struct sp_conf, f)
+
+/* Every setting the core owns. The shipped spacer.conf documents each one. */
+static const struct key_def keys[] = {
+    {"server", "env", K_ENV, OFF(production), "development", 0, 0},
+    {"server", "host", K_STR, OFF(host), "127.0.0.1", 0, 0},
+    {"server", "port", K_INT, OFF(port), "5000", 1, 65535},
+    {"server", "workers", K_WORKERS, OFF(workers), "auto", 1, 256},
+    {"server", "pid_file", K_STR, OFF(pid_file), "var/spacer.pid", 0, 0},
+    {"server", "shutdown_timeout", K_INT, OFF(shutdown_timeout_ms), "10", 0, 3600},
+    {"http", "max_body_size", K_SIZE, OFF(max_body), "1M", 1, 1L << 30},
+    {"http", "max_header_size", K_SIZE, OFF(max_header), "16K", 1024, 1L << 20},
+    {"http", "timeout", K_INT, OFF(timeout_s), "30", 1, 3600},
+    {"http", "cors_origins", K_LIST, OFF(cors_origins), "", 0, 0},
+    {"http", "access_log", K_BOOL, OFF(access_log), "on", 0, 0},
+    {"http", "trust_proxy", K_BOOL, OFF(trust_proxy), "off", 0, 0},
+    {"database", "url", K_STR, OFF(db_url), "", 0, 0},
+    {"database", "pool_size", K_INT, OFF(pool_size), "8", 1, 1000},
+    {"database", "queue_size", K_INT, OFF(queue_size), "1024", 0, 1000000},
+    {"database", "connect_timeout", K_INT, OFF(connect_timeout_ms), "5", 1, 600},
+    {"database", "statement_timeout", K_INT, OFF(statement_timeout_ms), "30", 0, 3600},
+    {"auth", "jwt_secret", K_STR, OFF(jwt_secret), "", 0, 0},
+    {"auth", "token_lifetime", K_INT, OFF(token_lifetime_s), "86400", 60, 31536000},
+    {"auth", "leeway", K_INT, OFF(leeway_s), "30", 0, 3600},
+    {"auth", "bcrypt_cost", K_INT, OFF(bcrypt_cost), "12", 4, 31},
+    {"auth", "hash_threads", K_INT, OFF(hash_threads), "0", 0, 64},
+    {"scripts", "dir", K_STR, OFF(scripts_dir), "scripts", 0, 0},
+    {"scripts", "plugins", K_STR, OFF(plugins_dir), "plugins", 0, 0},
+    {"scripts", "instruction_limit", K_INT, OFF(instruction_limit), "10000000", 1000, LONG_MAX},
+    {"scripts", "memory_limit", K_SIZE, OFF(memory_limit), "256M", 1L << 20, 1L << 40},
+    {"scripts", "reload", K_RELOAD, OFF(reload_watch), "manual", 0, 0},
+    {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0},
+};
+
+static const char *core_sections[] = {"server", "http", "database", "auth", "scripts", "log"};
+
+/* Secrets that appear in tutorials and templates: never good enough for production. */
+static const char *placeholder_secrets[] = {
+    "super-secret-jwt-key", "your_jwt_secret_key_here", "change-me", "changeme", "secret",
+    "your-secret-key", "jwt-secret", "your_secret_key_here", "supersecret", "dev-secret",
+};
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s ? s : "");
+
+    if (p == NULL)
+        abort(); /* out of memory at start-up: nothing sensible to do */
+    return p;
+}
+
+static char *trim(char *s)
+{
+    char *e;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int sp_conf_core_section(const char *section)
+{
+    for (size_t i = 0; i < SP_ARRAY_LEN(core_sections); i++)
+        if (strcmp(core_sections[i], section) == 0)
+            return 1;
+    return 0;
+}
+
+static const struct key_def *find_key(const char *section, const char *key)
+{
+    for (size_t i = 0; i < SP_ARRAY_LEN(keys); i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].key, key) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* ${VAR} and ${VAR:-default}. On success *out is the caller's. */
+static int interpolate(const char *in, char **out, const char *where, int line, sp_err *err)
+{
+    size_t cap = strlen(in) + 64, len = 0;
+    char *buf = malloc(cap);
+
+    if (buf == NULL)
+        abort();
+    while (*in) {
+        const char *val = NULL;
+        char name[128], *def = NULL;
+        size_t n;
+
+        if (in[0] != '$' || in[1] != '{') {
+            if (len + 2 > cap)
+                buf = realloc(buf, cap *= 2);
+            buf[len++] = *in++;
+            continue;
+        }
+        const char *end = strchr(in, '}');
+        if (end == NULL || (size_t)(end - in - 2) >= sizeof(name)) {
+            sp_err_set(err, "%s:%d: unterminated ${ in value", where, line);
+            free(buf);
+            return -1;
+        }
+        n = (size_t)(end - in - 2);
+        memcpy(name, in + 2, n);
+        name[n] = '\0';
+        if ((def = strstr(name, ":-")) != NULL) {
+            *def = '\0';
+            def += 2;
+        }
+        val = getenv(name);
+        if (val == NULL || (*val == '\0' && def != NULL))
+            val = def ? def : "";
+        n = strlen(val);
+        while (len + n + 1 > cap)
+            buf = realloc(buf, cap *= 2);
+        memcpy(buf + len, val, n);
+        len += n;
+        in = end + 1;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    return 0;
+}
+
+static int parse_size(const char *v, long *out)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || n < 0)
+        return -1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': n *= 1024L, end++; break;
+    case 'M': n *= 1024L * 1024, end++; break;
+    case 'G': n *= 1024L * 1024 * 1024, end++; break;
+    default: break;
+    }
+    if (toupper((unsigned char)*end) == 'B')
+        end++;
+    return *end == '\0' ? (*out = n, 0) : -1;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *yes[] = {"on", "yes", "true", "1"}, *no[] = {"off", "no", "false", "0"};
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(v, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+static void free_list(char **list, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* Sets one core key from its textual value. */
+static int apply(struct sp_conf *c, const struct key_def *k, const char *v, const char *where,
+                 int line, sp_err *err)
+{
+    char *base = (char *)c;
+    long n;
+    int b;
+    char *end;
+
+    switch (k->type) {
+    case K_STR:
+        free(*(char **)(base + k->offset));
+        *(char **)(base + k->offset) = xstrdup(v);
+        return 0;
+    case K_INT:
+    case K_WORKERS:
+        if (k->type == K_WORKERS && strcmp(v, "auto") == 0) {
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            *(int *)(base + k->offset) = cores > 0 ? (int)cores : 1;
+            return 0;
+        }
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno || end == v || *end != '\0' || n < k->min || n > k->max) {
+            sp_err_set(err, "%s:%d: %s.%s must be %s from %ld to %ld, not \"%s\"", where, line,
+                       k->section, k->key, k->type == K_WORKERS ? "auto or a number" : "a number",
+                       k->min, k->max, v);
+            return -1;
+        }
+        if (k->offset == OFF(shutdown_timeout_ms) || k->offset == OFF(connect_timeout_ms) ||
+            k->offset == OFF(statement_timeout_ms))
+            n *= 1000; /* written in seconds, kept in milliseconds */
+        if (k->offset == OFF(instruction_limit) || k->offset == OFF(token_lifetime_s) ||
+            k->offset == OFF(leeway_s))
+            *(long *)(base + k->offset) = n;
+        else
+            *(int *)(base + k->offset) = (int)n;
+        return 0;
+    case K_SIZE:
+        if (parse_size(v, &n) != 0 || n < k->min || n > k->max) {
+            sp_err_set(err, "%s:%d: %s.%s must be a size like 512K or 1M, not \"%s\"", where,
+                       line, k->section, k->key, v);
+            return -1;
+        }
+        *(size_t *)(base + k->offset) = (size_t)n;
+        return 0;
+    case K_BOOL:
+        if (parse_bool(v, &b) != 0) {
+            sp_err_set(err, "%s:%d: %s.%s must be on or off, not \"%s\"", where, line, k->section,
+                       k->key, v);
+            return -1;
+        }
+        *(int *)(base + k->offset) = b;
+        return 0;
+    case K_ENV:
+        if (strcmp(v, "development") != 0 && strcmp(v, "production") != 0) {
+            sp_err_set(err, "%s:%d: server.env must be development or production, not \"%s\"",
+                       where, line, v);
+            return -1;
+        }
+        c->production = strcmp(v, "production") == 0;
+        return 0;
+    case K_RELOAD:
+        if (strcmp(v, "manual") != 0 && strcmp(v, "watch") != 0) {
+            sp_err_set(err, "%s:%d: scripts.reload must be manual or watch, not \"%s\"", where,
+                       line, v);
+            return -1;
+        }
+        c->reload_watch = strcmp(v, "watch") == 0;
+        return 0;
+    case K_LEVEL: {
+        static const char *levels[] = {"debug", "info", "warn", "error"};
+        for (int i = 0; i < 4; i++)
+            if (strcmp(v, levels[i]) == 0)
+                return c->log_level = i, 0;
+        sp_err_set(err, "%s:%d: log.level must be debug, info, warn or error, not \"%s\"", where,
+                   line, v);
+        return -1;
+    }
+    case K_LIST: {
+        char *copy = xstrdup(v), *save = NULL, *tok;
+        free_list(c->cors_origins, c->ncors);
+        c->cors_origins = NULL;
+        c->ncors = 0;
+        for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+            c->cors_origins = realloc(c->cors_origins, sizeof(char *) * (size_t)(c->ncors + 1));
+            c->cors_origins[c->ncors++] = xstrdup(tok);
+        }
+        free(copy);
+        return 0;
+    }
+    }
+    return 0;
+}
+
+static void add_entry(struct sp_conf *c, const char *section, const char *key, const char *value,
+                      int line)
+{
+    for (int i = 0; i < c->nentries; i++) {
+        struct sp_conf_entry *e = &c->entries[i];
+        if (strcmp(e->section, section) == 0 && strcmp(e->key, key) == 0) {
+            free(e->value);
+            e->value = xstrdup(value);
+            e->line = line;
+            return;
+        }
+    }
+    c->entries = realloc(c->entries, sizeof(*c->entries) * (size_t)(c->nentries + 1));
+    if (c->entries == NULL)
+        abort();
+    c->entries[c->nentries++] = (struct sp_conf_entry){xstrdup(section), xstrdup(key),
+                                                        xstrdup(value), line};
+}
+
+const struct sp_conf_entry *sp_conf_find(const struct sp_conf *c, const char *section,
+                                         const char *key)
+{
+    for (int i = 0; i < c->nentries; i++)
+        if (strcmp(c->entries[i].section, section) == 0 && strcmp(c->entries[i].key, key) == 0)
+            return &c->entries[i];
+    return NULL;
+}
+
+/* One "key = value" (file or environment). Core keys are checked now; others wait for scripts. */
+static int set_value(struct sp_conf *c, const char *section, const char *key, const char *raw,
+                     const char *where, int line, sp_err *err)
+{
+    const struct key_def *k;
+    char *value = NULL;
+    int rc = -1;
+
+    if (interpolate(raw, &value, where, line, err) != 0)
+        return -1;
+    if (sp_conf_core_section(section)) {
+        if ((k = find_key(section, key)) == NULL) {
+            sp_err_set(err, "%s:%d: unknown key \"%s\" in [%s]", where, line, key, section);
+            goto done;
+        }
+        if (apply(c, k, value, where, line, err) != 0)
+            goto done;
+    }
+    add_entry(c, section, key, value, line);
+    rc = 0;
+done:
+    free(value);
+    return rc;
+}
+
+static int is_placeholder(const char *s)
+{
+    for (size_t i = 0; i < SP_ARRAY_LEN(placeholder_secrets); i++)
+        if (strcasecmp(s, placeholder_secrets[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* What the settings mean together: database URL fallbacks and the secret policy. */
+static int finish(struct sp_conf *c, sp_err *err)
+{
+    static const char howto[] = "generate one with: openssl rand -hex 32, and set JWT_SECRET_KEY "
+                                "or [auth] jwt_secret";
+    const char *env;
+
+    if (c->db_url[0] == '\0' && (env = getenv("DATABASE_URL")) != NULL && *env) {
+        free(c->db_url);
+        c->db_url = xstrdup(env);
+    }
+    if (c->db_url[0] == '\0' && (env = getenv("DB_NAME")) != NULL && *env) {
+        /* The old deployment's variables. Values are quoted for libpq's key=value syntax. */
+        char buf[1024];
+        const char *user = getenv("DB_USER"), *pass = getenv("DB_PASSWORD");
+        const char *host = getenv("DB_HOST"), *port = getenv("DB_PORT");
+        snprintf(buf, sizeof(buf), "dbname='%s' user='%s' password='%s' host='%s' port='%s'", env,
+                 user ? user : "", pass ? pass : "", host ? host : "localhost",
+                 port ? port : "5432");
+        free(c->db_url);
+        c->db_url = xstrdup(buf);
+    }
+    if (c->jwt_secret[0] == '\0' && (env = getenv("JWT_SECRET_KEY")) != NULL && *env) {
+        free(c->jwt_secret);
+        c->jwt_secret = xstrdup(env);
+    }
+    if (c->production) {
+        if (c->jwt_secret[0] == '\0') {
+            sp_err_set(err, "%s: no JWT secret in production; %s", c->path, howto);
+            return -1;
+        }
+        if (is_placeholder(c->jwt_secret)) {
+            sp_err_set(err, "%s: the JWT secret is a well-known placeholder; %s", c->path, howto);
+            return -1;
+        }
+        if (strlen(c->jwt_secret) < 32) {
+            sp_err_set(err, "%s: the JWT secret is shorter than 32 bytes; %s", c->path, howto);
+            return -1;
+        }
+    } else if (c->jwt_secret[0] == '\0') {
+        unsigned char raw[32];
+        char hex[65];
+        if (RAND_bytes(raw, sizeof(raw)) != 1) {
+            sp_err_set(err, "cannot generate a JWT secret: no randomness");
+            return -1;
+        }
+        for (size_t i = 0; i < sizeof(raw); i++)
+            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        free(c->jwt_secret);
+        c->jwt_secret = xstrdup(hex);
+        c->jwt_secret_generated = 1;
+    }
+    if (c->hash_threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        c->hash_threads = cores > 0 ? (int)cores : 1;
+    }
+    return 0;
+}
+
+/* SPACER_<SECTION>_<KEY>=value, for every section the file or the core knows. */
+static int apply_env_overrides(struct sp_conf *c, sp_err *err)
+{
+    extern char **environ;
+
+    for (char **e = environ; *e; e++) {
+        char name[256], section[64], *eq, *us;
+        const char *value;
+
+        if (strncmp(*e, "SPACER_", 7) != 0 || (eq = strchr(*e, '=')) == NULL)
+            continue;
+        if ((size_t)(eq - *e) >= sizeof(name))
+            continue;
+        memcpy(name, *e + 7, (size_t)(eq - *e - 7));
+        name[eq - *e - 7] = '\0';
+        value = eq + 1;
+        for (char *p = name; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        if ((us = strchr(name, '_')) == NULL || (size_t)(us - name) >= sizeof(section))
+            continue;
+        memcpy(section, name, (size_t)(us - name));
+        section[us - name] = '\0';
+        if (!sp_conf_core_section(section)) {
+            int known = 0;
+            for (int i = 0; i < c->nentries; i++)
+                known |= strcmp(c->entries[i].section, section) == 0;
+            if (!known)
+                continue; /* SPACER_TEST_DATABASE_URL and friends belong to others */
+        }
+        char where[300];
+        snprintf(where, sizeof(where), "environment SPACER_%s", name);
+        if (set_value(c, section, us + 1, value, where, 0, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int sp_conf_parse(const char *text, const char *name, struct sp_conf **out, sp_err *err)
+{
+    struct sp_conf *c = calloc(1, sizeof(*c));
+    char *copy = xstrdup(text), *save = NULL, *line, section[64] = "";
+    int lineno = 0, rc = -1;
+
+    if (c == NULL)
+        abort();
+    c->path = xstrdup(name);
+    for (size_t i = 0; i < SP_ARRAY_LEN(keys); i++)
+        if (apply(c, &keys[i], keys[i].def, "defaults", 0, err) != 0)
+            goto done;
+
+    /* strsep keeps empty lines, so line numbers stay right. */
+    save = copy;
+    while ((line = strsep(&save, "\n")) != NULL) {
+        char *s = trim(line), *eq;
+        lineno++;
+        if (*s == '\0' || *s == '#' || *s == ';')
+            continue;
+        if (*s == '[') {
+            char *end = strchr(s, ']');
+            if (end == NULL || end[1] != '\0' || end - s - 1 <= 0 ||
+                (size_t)(end - s - 1) >= sizeof(section)) {
+                sp_err_set(err, "%s:%d: malformed section header", name, lineno);
+                goto done;
+            }
+            *end = '\0';
+            snprintf(section, sizeof(section), "%s", trim(s + 1));
+            continue;
+        }
+        if ((eq = strchr(s, '=')) == NULL) {
+            sp_err_set(err, "%s:%d: expected key = value", name, lineno);
+            goto done;
+        }
+        if (section[0] == '\0') {
+            sp_err_set(err, "%s:%d: setting outside of a [section]", name, lineno);
+            goto done;
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        size_t vl = strlen(value);
+        if (vl >= 2 && (value[0] == '"' || value[0] == '\'') && value[vl - 1] == value[0]) {
+            value[vl - 1] = '\0';
+            value++;
+        }
+        if (*key == '\0') {
+            sp_err_set(err, "%s:%d: missing key before =", name, lineno);
+            goto done;
+        }
+        if (set_value(c, section, key, value, name, lineno, err) != 0)
+            goto done;
+    }
+    if (apply_env_overrides(c, err) != 0 || finish(c, err) != 0)
+        goto done;
+    *out = c;
+    c = NULL;
+    rc = 0;
+done:
+    free(copy);
+    sp_conf_free(c);
+    return rc;
+}
+
+int sp_conf_read_env_file(const char *path, sp_err *err)
+{
+    FILE *f = fopen(path, "r");
+    char buf[4096];
+    int lineno = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(buf, sizeof(buf), f) != NULL) {
+        char *s = trim(buf), *eq, *key, *value;
+        size_t vl;
+        lineno++;
+        if (*s == '\0' || *s == '#')
+            continue;
+        if (strncmp(s, "export ", 7) == 0)
+            s = trim(s + 7);
+        if ((eq = strchr(s, '=')) == NULL) {
+            sp_err_set(err, "%s:%d: expected KEY=VALUE", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        *eq = '\0';
+        key = trim(s);
+        value = trim(eq + 1);
+        vl = strlen(value);
+        if (vl >= 2 && (value[0] == '"' || value[0] == '\'') && value[vl - 1] == value[0]) {
+            value[vl - 1] = '\0';
+            value++;
+        }
+        setenv(key, value, 0); /* the real environment wins */
+    }
+    fclose(f);
+    return 0;
+}
+
+int sp_conf_load(const char *path, struct sp_conf **out, sp_err *err)
+{
+    FILE *f;
+    char *text = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[4096];
+    int rc;
+
+    if (sp_conf_read_env_file(".env", err) != 0)
+        return -1;
+    if (path == NULL) {
+        if (access("spacer.conf", R_OK) != 0)
+            return sp_conf_parse("", "defaults", out, err);
+        path = "spacer.conf";
+    }
+    if ((f = fopen(path, "r")) == NULL) {
+        sp_err_set(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (len + n + 1 > cap && (text = realloc(text, cap = (len + n + 1) * 2)) == NULL)
+            abort();
+        memcpy(text + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (text == NULL)
+        text = xstrdup("");
+    text[len] = '\0';
+    rc = sp_conf_parse(text, path, out, err);
+    free(text);
+    return rc;
+}
+
+void sp_conf_free(struct sp_conf *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < SP_ARRAY_LEN(keys); i++)
+        if (keys[i].type == K_STR)
+            free(*(char **)((char *)c + keys[i].offset));
+    free_list(c->cors_origins, c->ncors);
+    for (int i = 0; i < c->nentries; i++) {
+        free(c->entries[i].section);
+        free(c->entries[i].key);
+        free(c->entries[i].value);
+    }
+    free(c->entries);
+    free(c->path);
+    free(c);
+}

@@ -1,0 +1,88 @@
+/* conf.h: spacer.conf — INI sections, ${VAR} interpolation, .env, SPACER_<SECTION>_<KEY>
+ * overrides, typed validation with file:line errors. Knows settings, never what they drive. */
+#ifndef SP_CONF_H
+#define SP_CONF_H
+
+#include <stddef.h>
+
+#include "sp.h"
+
+/* One setting as written (after interpolation and overrides), kept for the scripts' view. */
+struct sp_conf_entry {
+    char *section;
+    char *key;
+    char *value;
+    int line; /* 0 when it came from the environment */
+};
+
+struct sp_conf {
+    char *path; /* the file read, for messages */
+
+    /* [server] */
+    int production;
+    char *host;
+    int port;
+    int workers; /* resolved: "auto" is the number of cores */
+    char *pid_file;
+    int shutdown_timeout_ms;
+
+    /* [http] */
+    size_t max_body;
+    size_t max_header;
+    int timeout_s;
+    char **cors_origins;
+    int ncors;
+    int access_log;
+    int trust_proxy;
+
+    /* [database] */
+    char *db_url;
+    int pool_size;
+    int queue_size;
+    int connect_timeout_ms;
+    int statement_timeout_ms;
+
+    /* [auth] */
+    char *jwt_secret;
+    int jwt_secret_generated;
+    long token_lifetime_s;
+    long leeway_s;
+    int bcrypt_cost;
+    int hash_threads;
+
+    /* [scripts] */
+    char *scripts_dir;
+    char *plugins_dir;
+    long instruction_limit;
+    size_t memory_limit;
+    int reload_watch;
+
+    /* [log] */
+    int log_level;
+
+    /* Every setting, core and application sections alike. Application sections (any section
+     * the core does not own) are validated by the scripts that declare them. */
+    struct sp_conf_entry *entries;
+    int nentries;
+};
+
+/* Reads .env from the working directory (values not already in the environment), then path.
+ * path NULL: spacer.conf in the working directory if present, else built-in defaults.
+ * On success *out is the caller's, to free with sp_conf_free(). err says "file:line: message". */
+int sp_conf_load(const char *path, struct sp_conf **out, sp_err *err);
+
+/* Same, from a string (for tests); env_file may be NULL. */
+int sp_conf_parse(const char *text, const char *name, struct sp_conf **out, sp_err *err);
+
+void sp_conf_free(struct sp_conf *conf); /* NULL is fine */
+
+/* The entry of an application setting, or NULL. */
+const struct sp_conf_entry *sp_conf_find(const struct sp_conf *conf, const char *section,
+                                         const char *key);
+/* Whether the core owns this section (its keys are checked at parse time). */
+int sp_conf_core_section(const char *section);
+
+/* Reads a KEY=VALUE file into the environment without overriding what is set. 0 if absent. */
+int sp_conf_read_env_file(const char *path, sp_err *err);
+
+#endif

@@ -1,0 +1,575 @@
+/* gen.c: building a script generation. A new Lua state with a capping allocator, a sandboxed
+ * global table, our `require`, the `spacer` module (C parts and the embedded prelude), then
+ * scripts/init.lua. Any failure throws the whole state away; nothing half-loaded ever serves. */
+#include "gen.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "conf.h"
+#include "embed.h"
+#include "json.h"
+#include "log.h"
+#include "lua_spacer.h"
+#include "router.h"
+#include "worker.h"
+
+/* Registry keys (their addresses). */
+static const char key_gen = 'g', key_env = 'e', key_loaded = 'l', key_finisher = 'f';
+const char sp_lua_error_mt_key = 'E';
+
+#define HOOK_STEP 10000 /* instructions between two looks at the budget */
+
+/* ---- memory ---------------------------------------------------------------- */
+
+/* The allocator caps the state's memory. Growth past the cap is refused (Lua raises a memory
+ * error); shrinking and freeing always succeed. */
+static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct sp_gen *gen = ud;
+
+    if (ptr == NULL)
+        osize = 0; /* osize then encodes the object's type, not a size */
+    if (nsize == 0) {
+        free(ptr);
+        gen->mem_used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && gen->mem_limit && gen->mem_used + (nsize - osize) > gen->mem_limit) {
+        gen->mem_exceeded = 1;
+        if (gen->running != NULL && gen->running->limit == SP_LIMIT_NONE)
+            gen->running->limit = SP_LIMIT_MEMORY;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p == NULL)
+        return NULL;
+    gen->mem_used = gen->mem_used - osize + nsize;
+    if (gen->mem_used > gen->mem_peak)
+        gen->mem_peak = gen->mem_used;
+    return p;
+}
+
+/* ---- instruction budget --------------------------------------------------------- */
+
+static void limit_hook(lua_State *L, lua_Debug *ar)
+{
+    struct sp_req *req = sp_gen_req(L);
+
+    SP_UNUSED(ar);
+    if (req == NULL)
+        return;
+    if (req->limit == SP_LIMIT_NONE) {
+        req->instructions += HOOK_STEP;
+        if (req->instructions < req->gen->conf->instruction_limit)
+            return;
+        req->limit = SP_LIMIT_INSTRUCTIONS;
+    }
+    /* Spent (or out of memory): from now on every instruction raises, so a pcall in the
+     * script cannot swallow the abort. */
+    lua_sethook(L, limit_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, req->limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
+                                                : "script instruction limit exceeded");
+}
+
+void sp_gen_arm_limits(struct sp_gen *gen, lua_State *co, struct sp_req *req)
+{
+    long step = gen->conf->instruction_limit < HOOK_STEP ? gen->conf->instruction_limit : HOOK_STEP;
+
+    SP_UNUSED(req);
+    lua_sethook(co, limit_hook, LUA_MASKCOUNT, (int)step);
+}
+
+struct sp_req *sp_gen_req(lua_State *L)
+{
+    return *(struct sp_req **)lua_getextraspace(L);
+}
+
+void sp_gen_set_req(lua_State *co, struct sp_req *req)
+{
+    *(struct sp_req **)lua_getextraspace(co) = req;
+}
+
+struct sp_gen *sp_gen_of(lua_State *L)
+{
+    struct sp_gen *gen;
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_gen);
+    gen = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return gen;
+}
+
+/* ---- the sandbox ------------------------------------------------------------ */
+
+static int l_strict_index(lua_State *L)
+{
+    return luaL_error(L, "unknown global '%s'", luaL_optstring(L, 2, "?"));
+}
+
+static int l_strict_newindex(lua_State *L)
+{
+    return luaL_error(L, "assignment to undeclared global '%s' (use local)",
+                      luaL_optstring(L, 2, "?"));
+}
+
+/* print() writes to the log, never to a terminal. */
+static int l_print(lua_State *L)
+{
+    luaL_Buffer b;
+    int n = lua_gettop(L);
+
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    sp_log(SP_LOG_INFO, "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+/* Copies the listed fields of the library table at the top of the stack into a new table
+ * set as env[name]. Pops the library. */
+static void allow(lua_State *L, int env, const char *name, const char *const *fields)
+{
+    lua_newtable(L);
+    for (const char *const *f = fields; *f; f++) {
+        lua_getfield(L, -2, *f);
+        lua_setfield(L, -2, *f);
+    }
+    lua_setfield(L, env, name);
+    lua_pop(L, 1);
+}
+
+static int open_sandbox(lua_State *L, sp_err *err)
+{
+    static const char *const base[] = {"assert", "error", "ipairs", "next", "pairs", "pcall",
+                                       "rawequal", "rawget", "rawlen", "rawset", "select",
+                                       "setmetatable", "getmetatable", "tonumber", "tostring",
+                                       "type", "xpcall", "_VERSION", NULL};
+    static const char *const os_ok[] = {"time", "clock", "date", "difftime", NULL};
+    static const char *const string_ok[] = {"byte", "char", "find", "format", "gmatch", "gsub",
+                                            "len", "lower", "match", "rep", "reverse", "sub",
+                                            "upper", "pack", "packsize", "unpack", NULL};
+    int env;
+
+    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+    luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 1);
+    lua_settop(L, 0);
+
+    lua_newtable(L); /* the scripts' _ENV */
+    env = lua_gettop(L);
+    lua_pushglobaltable(L);
+    for (const char *const *f = base; *f; f++) {
+        lua_getfield(L, -1, *f);
+        lua_setfield(L, env, *f);
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_print);
+    lua_setfield(L, env, "print");
+    lua_getglobal(L, "string");
+    allow(L, env, "string", string_ok);
+    lua_getglobal(L, "os");
+    allow(L, env, "os", os_ok);
+    lua_getglobal(L, "table");
+    lua_setfield(L, env, "table");
+    lua_getglobal(L, "math");
+    lua_setfield(L, env, "math");
+    lua_getglobal(L, "utf8");
+    lua_setfield(L, env, "utf8");
+    /* string methods ("x"):upper() go through the string metatable: drop dump there too. */
+    lua_getglobal(L, "string");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+    lua_pushvalue(L, env);
+    lua_setfield(L, env, "_G");
+    lua_pushvalue(L, env);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_env);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_loaded);
+    SP_UNUSED(err);
+    return 0;
+}
+
+/* Makes the sandbox strict once loading is done: reading or creating an unknown global raises. */
+static void seal_sandbox(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_env);
+    lua_newtable(L);
+    lua_pushcfunction(L, l_strict_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_strict_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+}
+
+/* Loads a text chunk from a file with the sandbox as its _ENV; pushes it. */
+static int load_file(lua_State *L, const char *path, sp_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    struct sp_buf b = {0};
+    char chunk[8192], name[512];
+    size_t n;
+    int rc = -1;
+
+    if (f == NULL) {
+        sp_err_set(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        sp_buf_add(&b, chunk, n);
+    fclose(f);
+    snprintf(name, sizeof(name), "@%s", path);
+    if (luaL_loadbufferx(L, b.data ? b.data : "", b.len, name, "t") != LUA_OK) {
+        sp_err_set(err, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        goto done;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_env);
+    lua_setupvalue(L, -2, 1);
+    rc = 0;
+done:
+    sp_buf_free(&b);
+    return rc;
+}
+
+void sp_gen_push_env(struct sp_gen *gen)
+{
+    lua_rawgetp(gen->L, LUA_REGISTRYINDEX, &key_env);
+}
+
+int sp_gen_loadfile(struct sp_gen *gen, const char *path, sp_err *err)
+{
+    return load_file(gen->L, path, err);
+}
+
+/* require(name): "lib.schema" -> <scripts>/lib/schema.lua; "plugins.payments.mpesa" ->
+ * <plugins>/payments/mpesa.lua. Only those two trees; text chunks only; cached. */
+static int l_require(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    struct sp_gen *gen = sp_gen_of(L);
+    char path[1024], rel[512];
+    const char *root = gen->conf->scripts_dir, *mod = name;
+    sp_err err;
+    size_t i;
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded);
+    if (lua_getfield(L, -1, name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    for (i = 0; name[i]; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+              name[i] == '_' || (name[i] == '.' && i > 0 && name[i - 1] != '.')))
+            return luaL_error(L, "require: bad module name '%s'", name);
+    if (i == 0 || i >= sizeof(rel) - 8 || name[i - 1] == '.')
+        return luaL_error(L, "require: bad module name '%s'", name);
+    if (strncmp(name, "plugins.", 8) == 0) {
+        root = gen->conf->plugins_dir;
+        mod = name + 8;
+    }
+    snprintf(rel, sizeof(rel), "%s", mod);
+    for (char *p = rel; *p; p++)
+        if (*p == '.')
+            *p = '/';
+    snprintf(path, sizeof(path), "%s/%s.lua", root, rel);
+    if (load_file(L, path, &err) != 0)
+        return luaL_error(L, "require '%s': %s", name, err.msg);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name); /* loaded[name] = module */
+    return 1;
+}
+
+/* ---- core internals for the prelude ----------------------------------------------- */
+
+/* The first frame outside the prelude: where a route was declared. */
+static void caller_source(lua_State *L, char *buf, size_t cap)
+{
+    lua_Debug ar;
+
+    snprintf(buf, cap, "?");
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.source[0] == '@') {
+            snprintf(buf, cap, "%s:%d", ar.source + 1, ar.currentline);
+            return;
+        }
+    }
+}
+
+/* core.add_route(method, path, entry, auth, roles, compat) */
+static int l_core_add_route(lua_State *L)
+{
+    struct sp_gen *gen = sp_gen_of(L);
+    const char *method = luaL_checkstring(L, 1), *path = luaL_checkstring(L, 2);
+    struct sp_route *rt;
+    char source[600];
+    sp_err err;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    caller_source(L, source, sizeof(source));
+    if (sp_router_add(gen->router, method, path, source, &rt, &err) != 0)
+        return luaL_error(L, "%s", err.msg);
+    rt->auth = lua_toboolean(L, 4);
+    rt->compat = lua_toboolean(L, 6);
+    if (lua_istable(L, 5)) {
+        int n = (int)lua_rawlen(L, 5);
+        rt->roles = calloc((size_t)n, sizeof(char *));
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, 5, i);
+            rt->roles[rt->nroles++] = strdup(luaL_checkstring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushvalue(L, 3);
+    rt->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+static int l_core_set_runner(lua_State *L)
+{
+    struct sp_gen *gen = sp_gen_of(L);
+
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, 1);
+    gen->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+static int l_core_set_error_mt(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &sp_lua_error_mt_key);
+    return 0;
+}
+
+static int l_core_set_finisher(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_finisher);
+    return 0;
+}
+
+static int l_core_is_core_section(lua_State *L)
+{
+    lua_pushboolean(L, sp_conf_core_section(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+/* Pushes config values and their lines: two tables section -> key -> value|line. */
+static void push_conf(lua_State *L, const struct sp_conf *conf)
+{
+    int values, lines;
+
+    lua_newtable(L);
+    values = lua_gettop(L);
+    lua_newtable(L);
+    lines = values + 1;
+    for (int i = 0; i < conf->nentries; i++) {
+        const struct sp_conf_entry *e = &conf->entries[i];
+        if (strcmp(e->section, "auth") == 0 && strcmp(e->key, "jwt_secret") == 0)
+            continue; /* scripts never see the secret */
+        for (int t = values; t <= lines; t++) {
+            if (lua_getfield(L, t, e->section) != LUA_TTABLE) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushvalue(L, -1);
+                lua_setfield(L, t, e->section);
+            }
+            if (t == values)
+                lua_pushstring(L, e->value);
+            else
+                lua_pushinteger(L, e->line);
+            lua_setfield(L, -2, e->key);
+            lua_pop(L, 1);
+        }
+    }
+}
+
+static int run_prelude(struct sp_gen *gen, sp_err *err)
+{
+    lua_State *L = gen->L;
+    static const luaL_Reg core_funcs[] = {
+        {"add_route", l_core_add_route},
+        {"set_runner", l_core_set_runner},
+        {"set_error_mt", l_core_set_error_mt},
+        {"set_finisher", l_core_set_finisher},
+        {"is_core_section", l_core_is_core_section},
+        {NULL, NULL},
+    };
+
+    if (luaL_loadbufferx(L, sp_embed_prelude, sizeof(sp_embed_prelude) - 1, "=prelude", "t") !=
+        LUA_OK) {
+        sp_err_set(err, "prelude: %s", lua_tostring(L, -1));
+        return -1;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_env);
+    lua_setupvalue(L, -2, 1);
+    luaL_newlib(L, core_funcs);
+    lua_pushstring(L, gen->conf->path);
+    lua_setfield(L, -2, "conf_path");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_env);
+    lua_getfield(L, -1, "spacer");
+    lua_remove(L, -2);
+    push_conf(L, gen->conf);
+    if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+        sp_err_set(err, "prelude: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    return 0;
+}
+
+static void open_spacer(struct sp_gen *gen)
+{
+    lua_State *L = gen->L;
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_env);
+    lua_newtable(L); /* spacer */
+    sp_lua_open_json(L);
+    sp_lua_open_log(L);
+    sp_lua_open_time(L);
+    sp_lua_open_crypto(L);
+    sp_lua_open_auth(L);
+    sp_lua_open_db(L);
+    sp_lua_open_ops(L);
+    lua_newtable(L);
+    lua_pushinteger(L, (lua_Integer)gen->number);
+    lua_setfield(L, -2, "generation");
+    lua_pushinteger(L, gen->worker ? gen->worker->index : -1);
+    lua_setfield(L, -2, "index");
+    lua_pushinteger(L, gen->worker ? gen->worker->pid : 0);
+    lua_setfield(L, -2, "pid");
+    lua_setfield(L, -2, "worker");
+    lua_pushstring(L, SP_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushboolean(L, gen->conf->production);
+    lua_setfield(L, -2, "production");
+    lua_setfield(L, -2, "spacer");
+    lua_pushcfunction(L, l_require);
+    lua_setfield(L, -2, "require");
+    lua_pop(L, 1);
+}
+
+/* Message handler: the error with a traceback, unless it is a spacer.error. */
+static int traceback(lua_State *L)
+{
+    if (!lua_isstring(L, 1))
+        return 1;
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+}
+
+static int run_init(struct sp_gen *gen, sp_err *err)
+{
+    lua_State *L = gen->L;
+    char path[1024];
+    int rc = -1;
+
+    snprintf(path, sizeof(path), "%s/init.lua", gen->conf->scripts_dir);
+    lua_pushcfunction(L, traceback);
+    if (load_file(L, path, err) != 0)
+        goto done;
+    if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
+        /* First line only: "scripts/pricing.lua:12: message". */
+        const char *msg = lua_tostring(L, -1);
+        const char *nl = msg ? strchr(msg, '\n') : NULL;
+        sp_err_set(err, "%.*s", nl ? (int)(nl - msg) : 250, msg ? msg : "error while loading");
+        goto done;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_finisher);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK || lua_isstring(L, -1)) {
+        sp_err_set(err, "%s", lua_tostring(L, -1));
+        goto done;
+    }
+    rc = 0;
+done:
+    lua_settop(L, 0);
+    return rc;
+}
+
+int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number,
+                struct sp_gen **out, sp_err *err)
+{
+    struct sp_gen *gen = calloc(1, sizeof(*gen));
+    uint64_t t0 = sp_now_us();
+    int rc = -1;
+
+    if (gen == NULL) {
+        sp_err_set(err, "out of memory");
+        return -1;
+    }
+    gen->refs = 1;
+    gen->number = number;
+    gen->conf = conf;
+    gen->worker = w;
+    gen->mem_limit = conf->memory_limit;
+    gen->run_ref = LUA_NOREF;
+    gen->auth_ref = LUA_NOREF;
+    gen->loaded_at = time(NULL);
+    if ((gen->router = sp_router_new()) == NULL ||
+        (gen->L = lua_newstate(gen_alloc, gen)) == NULL) {
+        sp_err_set(err, "cannot create a Lua state: out of memory");
+        goto done;
+    }
+    lua_pushlightuserdata(gen->L, gen);
+    lua_rawsetp(gen->L, LUA_REGISTRYINDEX, &key_gen);
+    *(struct sp_req **)lua_getextraspace(gen->L) = NULL;
+    sp_json_init(gen->L);
+    if (open_sandbox(gen->L, err) != 0)
+        goto done;
+    open_spacer(gen);
+    if (run_prelude(gen, err) != 0 || run_init(gen, err) != 0)
+        goto done;
+    if (gen->run_ref == LUA_NOREF) {
+        sp_err_set(err, "prelude did not install a runner");
+        goto done;
+    }
+    seal_sandbox(gen->L);
+    lua_gc(gen->L, LUA_GCCOLLECT);
+    lua_gc(gen->L, LUA_GCGEN, 0, 0); /* generational: short-lived request garbage */
+    gen->load_us = sp_now_us() - t0;
+    *out = gen;
+    gen = NULL;
+    rc = 0;
+done:
+    sp_gen_unref(gen);
+    return rc;
+}
+
+void sp_gen_ref(struct sp_gen *gen)
+{
+    gen->refs++;
+}
+
+void sp_gen_unref(struct sp_gen *gen)
+{
+    if (gen == NULL || --gen->refs > 0)
+        return;
+    if (gen->L != NULL)
+        lua_close(gen->L);
+    sp_router_free(gen->router);
+    free(gen);
+}

@@ -1,0 +1,529 @@
+/* json.c: a JSON codec that reads into and writes from the Lua stack without an intermediate
+ * tree. Written here rather than through cJSON because cJSON keeps every number as a double
+ * (a 64-bit id or amount above 2^53 would change) and builds a tree per document. */
+#include "json.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char null_tag;            /* its address is spacer.json.null */
+static const char array_mt_key = 'a'; /* registry key of the array metatable */
+
+void sp_json_init(lua_State *L)
+{
+    lua_newtable(L);
+    lua_pushliteral(L, "array");
+    lua_setfield(L, -2, "__name");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
+}
+
+void sp_json_push_null(lua_State *L)
+{
+    lua_pushlightuserdata(L, &null_tag);
+}
+
+int sp_json_is_null(lua_State *L, int idx)
+{
+    return lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == &null_tag;
+}
+
+void sp_json_mark_array(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key);
+    lua_setmetatable(L, idx);
+}
+
+void sp_json_new_array(lua_State *L, int n)
+{
+    lua_createtable(L, n, 0);
+    sp_json_mark_array(L, -1);
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+struct dec {
+    lua_State *L;
+    const char *s, *p, *e;
+    int max_depth;
+    sp_err *err;
+    struct sp_buf str; /* scratch for strings with escapes */
+};
+
+static int dec_fail(struct dec *d, const char *what)
+{
+    sp_err_set(d->err, "invalid json at byte %zu: %s", (size_t)(d->p - d->s), what);
+    return -1;
+}
+
+static void skip_ws(struct dec *d)
+{
+    while (d->p < d->e && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r'))
+        d->p++;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void add_utf8(struct sp_buf *b, unsigned cp)
+{
+    char u[4];
+    size_t n;
+
+    if (cp < 0x80)
+        u[0] = (char)cp, n = 1;
+    else if (cp < 0x800)
+        u[0] = (char)(0xc0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
+    else if (cp < 0x10000)
+        u[0] = (char)(0xe0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3f)),
+        u[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
+    else
+        u[0] = (char)(0xf0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3f)),
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), u[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
+    sp_buf_add(b, u, n);
+}
+
+/* d->p is past the opening quote. Pushes the string. */
+static int dec_string(struct dec *d)
+{
+    const char *start = d->p;
+
+    /* Fast path: no escapes. */
+    while (d->p < d->e && *d->p != '"' && *d->p != '\\' && (unsigned char)*d->p >= 0x20)
+        d->p++;
+    if (d->p < d->e && *d->p == '"') {
+        if (!sp_utf8_valid(start, (size_t)(d->p - start)))
+            return dec_fail(d, "string is not valid UTF-8");
+        lua_pushlstring(d->L, start, (size_t)(d->p - start));
+        d->p++;
+        return 0;
+    }
+    d->str.len = 0;
+    sp_buf_add(&d->str, start, (size_t)(d->p - start));
+    while (d->p < d->e) {
+        unsigned char c = (unsigned char)*d->p;
+        if (c == '"') {
+            d->p++;
+            if (!sp_utf8_valid(d->str.data, d->str.len))
+                return dec_fail(d, "string is not valid UTF-8");
+            lua_pushlstring(d->L, d->str.data, d->str.len);
+            return 0;
+        }
+        if (c < 0x20)
+            return dec_fail(d, "control character in string");
+        if (c != '\\') {
+            sp_buf_addc(&d->str, (char)c);
+            d->p++;
+            continue;
+        }
+        if (++d->p >= d->e)
+            break;
+        switch (*d->p) {
+        case '"': sp_buf_addc(&d->str, '"'); break;
+        case '\\': sp_buf_addc(&d->str, '\\'); break;
+        case '/': sp_buf_addc(&d->str, '/'); break;
+        case 'b': sp_buf_addc(&d->str, '\b'); break;
+        case 'f': sp_buf_addc(&d->str, '\f'); break;
+        case 'n': sp_buf_addc(&d->str, '\n'); break;
+        case 'r': sp_buf_addc(&d->str, '\r'); break;
+        case 't': sp_buf_addc(&d->str, '\t'); break;
+        case 'u': {
+            unsigned cp, lo;
+            if (d->e - d->p < 5 || hex4(d->p + 1, &cp) != 0)
+                return dec_fail(d, "bad \\u escape");
+            d->p += 4;
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (d->e - d->p < 7 || d->p[1] != '\\' || d->p[2] != 'u' ||
+                    hex4(d->p + 3, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
+                    return dec_fail(d, "unpaired surrogate in \\u escape");
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                d->p += 6;
+            } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+                return dec_fail(d, "unpaired surrogate in \\u escape");
+            }
+            add_utf8(&d->str, cp);
+            break;
+        }
+        default: return dec_fail(d, "bad escape");
+        }
+        d->p++;
+    }
+    return dec_fail(d, "unterminated string");
+}
+
+static int dec_number(struct dec *d)
+{
+    const char *start = d->p;
+    int is_float = 0;
+    char tmp[64];
+    size_t n;
+
+    if (d->p < d->e && *d->p == '-')
+        d->p++;
+    if (d->p >= d->e || *d->p < '0' || *d->p > '9')
+        return dec_fail(d, "bad number");
+    if (*d->p == '0' && d->p + 1 < d->e && d->p[1] >= '0' && d->p[1] <= '9')
+        return dec_fail(d, "leading zero in number");
+    while (d->p < d->e && *d->p >= '0' && *d->p <= '9')
+        d->p++;
+    if (d->p < d->e && *d->p == '.') {
+        is_float = 1;
+        if (++d->p >= d->e || *d->p < '0' || *d->p > '9')
+            return dec_fail(d, "bad fraction");
+        while (d->p < d->e && *d->p >= '0' && *d->p <= '9')
+            d->p++;
+    }
+    if (d->p < d->e && (*d->p == 'e' || *d->p == 'E')) {
+        is_float = 1;
+        d->p++;
+        if (d->p < d->e && (*d->p == '+' || *d->p == '-'))
+            d->p++;
+        if (d->p >= d->e || *d->p < '0' || *d->p > '9')
+            return dec_fail(d, "bad exponent");
+        while (d->p < d->e && *d->p >= '0' && *d->p <= '9')
+            d->p++;
+    }
+    n = (size_t)(d->p - start);
+    if (n >= sizeof(tmp))
+        return dec_fail(d, "number too long");
+    memcpy(tmp, start, n);
+    tmp[n] = '\0';
+    if (!is_float) {
+        errno = 0;
+        long long v = strtoll(tmp, NULL, 10);
+        if (errno == 0) {
+            lua_pushinteger(d->L, (lua_Integer)v);
+            return 0;
+        }
+    }
+    lua_pushnumber(d->L, strtod(tmp, NULL)); /* beyond 64 bits: a float, as Lua would */
+    return 0;
+}
+
+static int dec_value(struct dec *d, int depth);
+
+static int dec_lit(struct dec *d, const char *lit, size_t n)
+{
+    if ((size_t)(d->e - d->p) < n || memcmp(d->p, lit, n) != 0)
+        return dec_fail(d, "unexpected character");
+    d->p += n;
+    return 0;
+}
+
+static int dec_array(struct dec *d, int depth)
+{
+    lua_Integer i = 0;
+
+    sp_json_new_array(d->L, 0);
+    skip_ws(d);
+    if (d->p < d->e && *d->p == ']') {
+        d->p++;
+        return 0;
+    }
+    for (;;) {
+        if (dec_value(d, depth) != 0)
+            return -1;
+        lua_rawseti(d->L, -2, ++i);
+        skip_ws(d);
+        if (d->p < d->e && *d->p == ',') {
+            d->p++;
+            continue;
+        }
+        if (d->p < d->e && *d->p == ']') {
+            d->p++;
+            return 0;
+        }
+        return dec_fail(d, "expected , or ] in array");
+    }
+}
+
+static int dec_object(struct dec *d, int depth)
+{
+    lua_newtable(d->L);
+    skip_ws(d);
+    if (d->p < d->e && *d->p == '}') {
+        d->p++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(d);
+        if (d->p >= d->e || *d->p != '"')
+            return dec_fail(d, "expected a string key");
+        d->p++;
+        if (dec_string(d) != 0)
+            return -1;
+        skip_ws(d);
+        if (d->p >= d->e || *d->p != ':')
+            return dec_fail(d, "expected : after key");
+        d->p++;
+        if (dec_value(d, depth) != 0)
+            return -1;
+        lua_rawset(d->L, -3); /* Stack: t, k, v -> t */
+        skip_ws(d);
+        if (d->p < d->e && *d->p == ',') {
+            d->p++;
+            continue;
+        }
+        if (d->p < d->e && *d->p == '}') {
+            d->p++;
+            return 0;
+        }
+        return dec_fail(d, "expected , or } in object");
+    }
+}
+
+static int dec_value(struct dec *d, int depth)
+{
+    skip_ws(d);
+    if (d->p >= d->e)
+        return dec_fail(d, "unexpected end of input");
+    if (!lua_checkstack(d->L, 3))
+        return dec_fail(d, "nested too deeply");
+    switch (*d->p) {
+    case '{':
+    case '[':
+        if (depth >= d->max_depth)
+            return dec_fail(d, "nested too deeply");
+        return *d->p++ == '{' ? dec_object(d, depth + 1) : dec_array(d, depth + 1);
+    case '"': d->p++; return dec_string(d);
+    case 't':
+        if (dec_lit(d, "true", 4) != 0)
+            return -1;
+        lua_pushboolean(d->L, 1);
+        return 0;
+    case 'f':
+        if (dec_lit(d, "false", 5) != 0)
+            return -1;
+        lua_pushboolean(d->L, 0);
+        return 0;
+    case 'n':
+        if (dec_lit(d, "null", 4) != 0)
+            return -1;
+        sp_json_push_null(d->L);
+        return 0;
+    default: return dec_number(d);
+    }
+}
+
+int sp_json_decode(lua_State *L, const char *s, size_t len, int max_depth, sp_err *err)
+{
+    struct dec d = {L, s, s, s + len, max_depth, err, {0}};
+    int top = lua_gettop(L), rc = -1;
+
+    if (dec_value(&d, 0) != 0)
+        goto done;
+    skip_ws(&d);
+    if (d.p != d.e) {
+        dec_fail(&d, "trailing characters");
+        goto done;
+    }
+    rc = 0;
+done:
+    sp_buf_free(&d.str);
+    if (rc != 0)
+        lua_settop(L, top);
+    else
+        lua_replace(L, top + 1), lua_settop(L, top + 1);
+    return rc;
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+void sp_json_add_string(struct sp_buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const char *run = s, *e = s + len;
+
+    sp_buf_reserve(out, len + 2);
+    sp_buf_addc(out, '"');
+    for (; s < e; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        sp_buf_add(out, run, (size_t)(s - run));
+        run = s + 1;
+        switch (c) {
+        case '"': sp_buf_add(out, "\\\"", 2); break;
+        case '\\': sp_buf_add(out, "\\\\", 2); break;
+        case '\n': sp_buf_add(out, "\\n", 2); break;
+        case '\r': sp_buf_add(out, "\\r", 2); break;
+        case '\t': sp_buf_add(out, "\\t", 2); break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            sp_buf_add(out, u, 6);
+        }
+        }
+    }
+    sp_buf_add(out, run, (size_t)(e - run));
+    sp_buf_addc(out, '"');
+}
+
+static void add_number(struct sp_buf *out, lua_State *L, int idx)
+{
+    char tmp[64];
+    int n;
+
+    if (lua_isinteger(L, idx)) {
+        n = snprintf(tmp, sizeof(tmp), "%lld", (long long)lua_tointeger(L, idx));
+        sp_buf_add(out, tmp, (size_t)n);
+        return;
+    }
+    double v = lua_tonumber(L, idx);
+    if (!isfinite(v)) {
+        sp_buf_add(out, "null", 4);
+        return;
+    }
+    n = snprintf(tmp, sizeof(tmp), "%.14g", v);
+    if (strtod(tmp, NULL) != v)
+        n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+    if (strpbrk(tmp, ".eEn") == NULL)
+        tmp[n++] = '.', tmp[n++] = '0', tmp[n] = '\0'; /* a float stays a float: 500.0 */
+    sp_buf_add(out, tmp, (size_t)n);
+}
+
+/* 1 when the table at idx encodes as an array; *n is its length. */
+static int table_is_array(lua_State *L, int idx, lua_Integer *n)
+{
+    int marked = 0;
+    lua_Integer count = 0;
+
+    if (lua_getmetatable(L, idx)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key);
+        marked = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    *n = (lua_Integer)lua_rawlen(L, idx);
+    if (marked)
+        return 1;
+    if (*n == 0)
+        return 0; /* an unmarked empty table is {} */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1)) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+    }
+    return count == *n;
+}
+
+static int enc_value(lua_State *L, int idx, struct sp_buf *out, int depth, int max_depth,
+                     sp_err *err)
+{
+    size_t len;
+    const char *s;
+    lua_Integer n;
+
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: sp_buf_add(out, "null", 4); return 0;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx))
+            sp_buf_add(out, "true", 4);
+        else
+            sp_buf_add(out, "false", 5);
+        return 0;
+    case LUA_TNUMBER: add_number(out, L, idx); return 0;
+    case LUA_TSTRING:
+        s = lua_tolstring(L, idx, &len);
+        sp_json_add_string(out, s, len);
+        return 0;
+    case LUA_TLIGHTUSERDATA:
+        if (sp_json_is_null(L, idx)) {
+            sp_buf_add(out, "null", 4);
+            return 0;
+        }
+        break;
+    case LUA_TTABLE:
+        if (depth >= max_depth) {
+            sp_err_set(err, "cannot encode json: nested deeper than %d", max_depth);
+            return -1;
+        }
+        if (!lua_checkstack(L, 4)) {
+            sp_err_set(err, "cannot encode json: out of stack");
+            return -1;
+        }
+        if (table_is_array(L, idx, &n)) {
+            sp_buf_addc(out, '[');
+            for (lua_Integer i = 1; i <= n; i++) {
+                if (i > 1)
+                    sp_buf_addc(out, ',');
+                lua_rawgeti(L, idx, i);
+                int rc = enc_value(L, -1, out, depth + 1, max_depth, err);
+                lua_pop(L, 1);
+                if (rc != 0)
+                    return -1;
+            }
+            sp_buf_addc(out, ']');
+            return 0;
+        }
+        sp_buf_addc(out, '{');
+        int first = 1;
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            /* Stack: k, v — a numeric key is written from a string copy, because converting
+             * the key itself in place would confuse lua_next(). */
+            int extra = 0;
+            if (lua_type(L, -2) == LUA_TNUMBER) {
+                lua_pushvalue(L, -2);
+                s = lua_tolstring(L, -1, &len); /* Stack: k, v, kstr */
+                extra = 1;
+            } else if (lua_type(L, -2) == LUA_TSTRING) {
+                s = lua_tolstring(L, -2, &len);
+            } else {
+                sp_err_set(err, "cannot encode json: object key of type %s",
+                           luaL_typename(L, -2));
+                lua_pop(L, 2);
+                return -1;
+            }
+            if (!first)
+                sp_buf_addc(out, ',');
+            first = 0;
+            sp_json_add_string(out, s, len);
+            sp_buf_addc(out, ':');
+            int rc = enc_value(L, -1 - extra, out, depth + 1, max_depth, err);
+            lua_pop(L, 1 + extra); /* Stack: k */
+            if (rc != 0) {
+                lua_pop(L, 1);
+                return -1;
+            }
+        }
+        sp_buf_addc(out, '}');
+        return 0;
+    default: break;
+    }
+    sp_err_set(err, "cannot encode json: value of type %s", luaL_typename(L, idx));
+    return -1;
+}
+
+int sp_json_encode(lua_State *L, int idx, struct sp_buf *out, int max_depth, sp_err *err)
+{
+    int top = lua_gettop(L);
+    int rc = enc_value(L, idx, out, 0, max_depth, err);
+
+    lua_settop(L, top);
+    return rc;
+}

@@ -1,0 +1,32 @@
+/* json.h: JSON text <-> Lua values, directly on the Lua stack.
+ * Objects become plain tables, arrays tables carrying the array metatable (so [] stays []),
+ * null the light userdata spacer.json.null. Integers that fit in 64 bits stay Lua integers. */
+#ifndef SP_JSON_H
+#define SP_JSON_H
+
+#include <lua.h>
+
+#include "sp.h"
+
+#define SP_JSON_MAX_DEPTH 64
+
+/* Registers the null sentinel and the array metatable in L's registry. Call once per state. */
+void sp_json_init(lua_State *L);
+/* Pushes the value of text s[0..len) and returns 0, or pushes nothing and returns -1 (err says
+ * where: "invalid json at byte 12: ..."). Strings must be valid UTF-8. [-0, +1|0, m] */
+int sp_json_decode(lua_State *L, const char *s, size_t len, int max_depth, sp_err *err);
+/* Appends the value at idx to out. Tables with the array metatable, or non-empty sequences,
+ * are arrays; other tables objects with string keys. [-0, +0, m] */
+int sp_json_encode(lua_State *L, int idx, struct sp_buf *out, int max_depth, sp_err *err);
+
+void sp_json_push_null(lua_State *L);
+int sp_json_is_null(lua_State *L, int idx);
+/* Pushes a new empty table marked as a JSON array, sized for n items. [-0, +1, m] */
+void sp_json_new_array(lua_State *L, int n);
+/* Marks the table at idx as a JSON array. */
+void sp_json_mark_array(lua_State *L, int idx);
+
+/* Appends s as a JSON string literal, quotes included. */
+void sp_json_add_string(struct sp_buf *out, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,26 @@
+/* log.h: one JSON object per line on stderr, for operators and their log shippers. */
+#ifndef SP_LOG_H
+#define SP_LOG_H
+
+#include <stddef.h>
+
+enum sp_log_level { SP_LOG_DEBUG, SP_LOG_INFO, SP_LOG_WARN, SP_LOG_ERROR };
+
+void sp_log_init(int level, const char *role); /* role: "master", "worker", "cli" */
+void sp_log(enum sp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line with extra fields: fields is "\"key\":value,..." already JSON, may be NULL. */
+void sp_log_fields(enum sp_log_level level, const char *fields, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Writes a raw, already formatted JSON line (the access log). */
+void sp_log_raw(const char *line, size_t len);
+int sp_log_enabled(enum sp_log_level level);
+
+/* Appends s to buf (capacity cap, current length *len) as a JSON string body, escaped. */
+void sp_json_escape(char *buf, size_t cap, size_t *len, const char *s);
+
+#define sp_debug(...) sp_log(SP_LOG_DEBUG, __VA_ARGS__)
+#define sp_info(...)  sp_log(SP_LOG_INFO, __VA_ARGS__)
+#define sp_warn(...)  sp_log(SP_LOG_WARN, __VA_ARGS__)
+#define sp_error(...) sp_log(SP_LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,185 @@
+/* lua_ops.c: spacer.ops — what operators' routes need from the core: Prometheus text, every
+ * worker's state, and a reload of all workers through the master (asynchronous: the asking
+ * worker must keep its loop turning to reload itself). */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "conf.h"
+#include "gen.h"
+#include "json.h"
+#include "lua_spacer.h"
+#include "master.h"
+#include "metrics.h"
+#include "worker.h"
+
+/* spacer.ops.metrics() -> Prometheus exposition text */
+static int l_ops_metrics(lua_State *L)
+{
+    struct sp_buf b = {0};
+
+    metrics_render(&b);
+    lua_pushlstring(L, b.data ? b.data : "", b.len);
+    sp_buf_free(&b);
+    return 1;
+}
+
+static void push_time(lua_State *L, time_t t)
+{
+    char buf[64];
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    lua_pushstring(L, buf);
+}
+
+/* spacer.ops.workers() -> { {index, pid, alive, generation, loaded_at, last_reload_error,
+ *   lua_memory, pool = {total, idle, busy, connecting, queued}}, ... } */
+static int l_ops_workers(lua_State *L)
+{
+    int n = metrics_nworkers();
+
+    sp_json_new_array(L, n);
+    for (int i = 0; i < n; i++) {
+        struct sp_worker_info *wi = metrics_worker(i);
+        lua_createtable(L, 0, 8);
+        lua_pushinteger(L, i);
+        lua_setfield(L, -2, "index");
+        lua_pushinteger(L, wi->pid);
+        lua_setfield(L, -2, "pid");
+        lua_pushboolean(L, wi->alive);
+        lua_setfield(L, -2, "alive");
+        lua_pushinteger(L, (lua_Integer)wi->generation);
+        lua_setfield(L, -2, "generation");
+        push_time(L, wi->loaded_at);
+        lua_setfield(L, -2, "loaded_at");
+        if (wi->last_error[0])
+            lua_pushstring(L, wi->last_error);
+        else
+            sp_json_push_null(L);
+        lua_setfield(L, -2, "last_reload_error");
+        lua_pushinteger(L, (lua_Integer)wi->lua_memory);
+        lua_setfield(L, -2, "lua_memory");
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, wi->pool_total);
+        lua_setfield(L, -2, "total");
+        lua_pushinteger(L, wi->pool_idle);
+        lua_setfield(L, -2, "idle");
+        lua_pushinteger(L, wi->pool_busy);
+        lua_setfield(L, -2, "busy");
+        lua_pushinteger(L, wi->pool_connecting);
+        lua_setfield(L, -2, "connecting");
+        lua_pushinteger(L, wi->pool_queued);
+        lua_setfield(L, -2, "queued");
+        lua_setfield(L, -2, "pool");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+struct reload_call {
+    struct sp_req *req;
+    struct bufferevent *bev;
+    int finished;
+};
+
+static void reload_finish(struct reload_call *rc, const char *failure)
+{
+    struct sp_req *req = rc->req;
+    struct evbuffer *in = bufferevent_get_input(rc->bev);
+    size_t len = evbuffer_get_length(in);
+    sp_err err;
+
+    if (rc->finished)
+        return;
+    rc->finished = 1;
+    req->pending--;
+    if (failure == NULL && len > 0 &&
+        sp_json_decode(req->co, (const char *)evbuffer_pullup(in, -1), len, SP_JSON_MAX_DEPTH,
+                       &err) == 0) {
+        lua_pushnil(req->co);
+    } else {
+        lua_pushnil(req->co);
+        lua_pushstring(req->co, failure ? failure : "no answer from the master");
+    }
+    bufferevent_free(rc->bev);
+    free(rc);
+    sp_req_resume(req, 2);
+}
+
+static void reload_event(struct bufferevent *bev, short what, void *arg)
+{
+    SP_UNUSED(bev);
+    if (what & BEV_EVENT_CONNECTED) {
+        bufferevent_write(bev, "reload\n", 7);
+        return;
+    }
+    reload_finish(arg, (what & BEV_EVENT_TIMEOUT) ? "the master did not answer in time"
+                       : (what & BEV_EVENT_EOF) ? NULL
+                                                : "cannot reach the master");
+}
+
+static int reload_cont(lua_State *L, int status, lua_KContext ctx)
+{
+    SP_UNUSED(status);
+    SP_UNUSED(ctx);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1); /* Stack: answer, nil -> answer */
+        return 1;
+    }
+    return 2; /* nil, message */
+}
+
+/* spacer.ops.reload() -> answer | nil, err   (yields) */
+static int l_ops_reload(lua_State *L)
+{
+    struct sp_req *req = sp_gen_req(L);
+    struct sockaddr_un sa = {0};
+    struct reload_call *rc;
+    struct timeval tv = {20, 0};
+    char path[512];
+
+    if (req == NULL || req->w == NULL || req->w->http == NULL)
+        return luaL_error(L, "spacer.ops.reload works only in a server's request");
+    sp_master_ctl_path(req->w->conf, path, sizeof(path));
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return luaL_error(L, "control socket path too long");
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    rc = calloc(1, sizeof(*rc));
+    rc->req = req;
+    rc->bev = bufferevent_socket_new(req->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(rc->bev, NULL, NULL, reload_event, rc);
+    bufferevent_set_timeouts(rc->bev, &tv, &tv);
+    bufferevent_enable(rc->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(rc->bev, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        bufferevent_free(rc->bev);
+        free(rc);
+        lua_pushnil(L);
+        lua_pushstring(L, "cannot reach the master");
+        return 2;
+    }
+    req->pending++;
+    return lua_yieldk(L, 0, 0, reload_cont);
+}
+
+void sp_lua_open_ops(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"metrics", l_ops_metrics},
+        {"workers", l_ops_workers},
+        {"reload", l_ops_reload},
+        {NULL, NULL},
+    };
+
+    luaL_newlib(L, funcs);
+    lua_setfield(L, -2, "ops");
+}

@@ -1,0 +1,487 @@
+/* lua_spacer.c: the C half of the `spacer` module that never waits: json, log, time, crypto,
+ * and raising HTTP errors from C. */
+#include "lua_spacer.h"
+
+#include <ctype.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "gen.h"
+#include "json.h"
+#include "log.h"
+#include "worker.h"
+
+int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "message");
+    if (status == 503) {
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "1");
+        lua_setfield(L, -2, "Retry-After");
+        lua_setfield(L, -2, "headers");
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &sp_lua_error_mt_key);
+    lua_setmetatable(L, -2);
+    return lua_error(L);
+}
+
+/* ---- json ------------------------------------------------------------------- */
+
+static int l_json_encode(lua_State *L)
+{
+    struct sp_buf b = {0};
+    sp_err err;
+
+    luaL_checkany(L, 1);
+    if (sp_json_encode(L, 1, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
+        sp_buf_free(&b);
+        return luaL_error(L, "%s", err.msg);
+    }
+    lua_pushlstring(L, b.data ? b.data : "", b.len);
+    sp_buf_free(&b);
+    return 1;
+}
+
+/* spacer.json.decode(s) -> value | nil, err */
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    sp_err err;
+
+    if (sp_json_decode(L, s, len, SP_JSON_MAX_DEPTH, &err) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    return 1;
+}
+
+static int l_json_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1))
+        lua_newtable(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    sp_json_mark_array(L, 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_json_is_array(lua_State *L)
+{
+    int yes = 0;
+
+    if (lua_istable(L, 1) && lua_getmetatable(L, 1)) {
+        sp_json_new_array(L, 0);
+        lua_getmetatable(L, -1);
+        yes = lua_rawequal(L, -1, -3);
+    }
+    lua_pushboolean(L, yes);
+    return 1;
+}
+
+void sp_lua_open_json(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"encode", l_json_encode},
+        {"decode", l_json_decode},
+        {"array", l_json_array},
+        {"is_array", l_json_is_array},
+        {NULL, NULL},
+    };
+
+    luaL_newlib(L, funcs);
+    sp_json_push_null(L);
+    lua_setfield(L, -2, "null");
+    lua_setfield(L, -2, "json");
+}
+
+/* ---- log -------------------------------------------------------------------- */
+
+static int log_at(lua_State *L, enum sp_log_level level)
+{
+    struct sp_req *req = sp_gen_req(L);
+    const char *msg = luaL_checkstring(L, 1);
+    lua_Debug ar;
+    char fields[512];
+    size_t n = 0;
+
+    if (!sp_log_enabled(level))
+        return 0;
+    fields[0] = '\0';
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        n += (size_t)snprintf(fields, sizeof(fields), "\"at\":\"%s:%d\"",
+                              ar.source[0] == '@' ? ar.source + 1 : "?", ar.currentline);
+    if (req != NULL && n < sizeof(fields) - 100)
+        snprintf(fields + n, sizeof(fields) - n, "%s\"request_id\":\"%s\"", n ? "," : "",
+                 req->id);
+    sp_log_fields(level, fields, "%s", msg);
+    return 0;
+}
+
+static int l_log_debug(lua_State *L)
+{
+    return log_at(L, SP_LOG_DEBUG);
+}
+
+static int l_log_info(lua_State *L)
+{
+    return log_at(L, SP_LOG_INFO);
+}
+
+static int l_log_warn(lua_State *L)
+{
+    return log_at(L, SP_LOG_WARN);
+}
+
+static int l_log_error(lua_State *L)
+{
+    return log_at(L, SP_LOG_ERROR);
+}
+
+void sp_lua_open_log(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"debug", l_log_debug}, {"info", l_log_info},   {"warn", l_log_warn},
+        {"error", l_log_error}, {NULL, NULL},
+    };
+
+    luaL_newlib(L, funcs);
+    lua_setfield(L, -2, "log");
+}
+
+/* ---- time ------------------------------------------------------------------- */
+
+/* The process's TZ is switched to the zone asked for; workers are single-threaded and the
+ * hashing threads never look at local time. */
+static int use_zone(const char *tz, sp_err *err)
+{
+    static char current[128];
+    char path[256];
+
+    if (strcmp(current, tz) == 0)
+        return 0;
+    if (tz[0] == '\0' || strlen(tz) >= sizeof(current) || strstr(tz, "..") || tz[0] == '/' ||
+        !(isalpha((unsigned char)tz[0]))) {
+        sp_err_set(err, "unknown time zone \"%s\"", tz);
+        return -1;
+    }
+    if (strcmp(tz, "UTC") != 0) {
+        snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz);
+        if (access(path, R_OK) != 0) {
+            sp_err_set(err, "unknown time zone \"%s\"", tz);
+            return -1;
+        }
+    }
+    setenv("TZ", tz, 1);
+    tzset();
+    snprintf(current, sizeof(current), "%s", tz);
+    return 0;
+}
+
+static int digits(const char **p, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return -1;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err)
+{
+    struct tm tm = {0};
+    const char *p = s;
+    int y, mo, d, h = 0, mi = 0, sec = 0, has_off = 0, off = 0;
+
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+        digits(&p, 2, &d))
+        goto bad;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        p++;
+        if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi))
+            goto bad;
+        if (*p == ':') {
+            p++;
+            if (digits(&p, 2, &sec))
+                goto bad;
+            if (*p == '.' || *p == ',') /* fractions of a second are dropped */
+                for (p++; isdigit((unsigned char)*p); p++)
+                    ;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        has_off = 1;
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
+        if (digits(&p, 2, &oh))
+            goto bad;
+        if (*p == ':')
+            p++;
+        if (*p && digits(&p, 2, &om))
+            goto bad;
+        if (oh > 18 || om > 59)
+            goto bad;
+        has_off = 1;
+        off = sign * (oh * 3600 + om * 60);
+    }
+    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        goto bad;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    if (has_off) {
+        time_t t = timegm(&tm);
+        if (tm.tm_mday != d) /* 31 February */
+            goto bad;
+        *out = (int64_t)t - off;
+        return 0;
+    }
+    if (use_zone(tz, err) != 0)
+        return -1;
+    tm.tm_isdst = -1;
+    time_t t = mktime(&tm);
+    if (t == (time_t)-1 && !(y == 1969 || y == 1970))
+        goto bad;
+    if (tm.tm_mday != d && tm.tm_hour >= h) /* an invalid day rolled over */
+        goto bad;
+    *out = (int64_t)t;
+    return 0;
+bad:
+    sp_err_set(err, "not an ISO 8601 date and time: \"%s\"", s);
+    return -1;
+}
+
+int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    size_t n;
+    long off;
+
+    if (use_zone(tz, err) != 0)
+        return -1;
+    localtime_r(&tt, &tm);
+    n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    off = tm.tm_gmtoff;
+    snprintf(buf + n, cap - n, "%c%02ld:%02ld", off < 0 ? '-' : '+', labs(off) / 3600,
+             (labs(off) % 3600) / 60);
+    return 0;
+}
+
+/* spacer.time.parse(s, tz) -> epoch | nil, err */
+static int l_time_parse(lua_State *L)
+{
+    const char *s = luaL_checkstring(L, 1), *tz = luaL_optstring(L, 2, "UTC");
+    int64_t t;
+    sp_err err;
+
+    if (sp_time_parse(s, tz, &t, &err) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)t);
+    return 1;
+}
+
+/* spacer.time.format(epoch, tz) -> "2026-12-01T10:00:00+03:00" */
+static int l_time_format(lua_State *L)
+{
+    char buf[64];
+    sp_err err;
+
+    if (sp_time_format((int64_t)luaL_checkinteger(L, 1), luaL_optstring(L, 2, "UTC"), buf,
+                       sizeof(buf), &err) != 0)
+        return luaL_error(L, "%s", err.msg);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* spacer.time.fields(epoch, tz) -> {year, month, day, hour, min, sec, wday (1 = Monday), offset} */
+static int l_time_fields(lua_State *L)
+{
+    time_t t = (time_t)luaL_checkinteger(L, 1);
+    struct tm tm;
+    sp_err err;
+
+    if (use_zone(luaL_optstring(L, 2, "UTC"), &err) != 0)
+        return luaL_error(L, "%s", err.msg);
+    localtime_r(&t, &tm);
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, tm.tm_year + 1900);
+    lua_setfield(L, -2, "year");
+    lua_pushinteger(L, tm.tm_mon + 1);
+    lua_setfield(L, -2, "month");
+    lua_pushinteger(L, tm.tm_mday);
+    lua_setfield(L, -2, "day");
+    lua_pushinteger(L, tm.tm_hour);
+    lua_setfield(L, -2, "hour");
+    lua_pushinteger(L, tm.tm_min);
+    lua_setfield(L, -2, "min");
+    lua_pushinteger(L, tm.tm_sec);
+    lua_setfield(L, -2, "sec");
+    lua_pushinteger(L, tm.tm_wday == 0 ? 7 : tm.tm_wday);
+    lua_setfield(L, -2, "wday");
+    lua_pushinteger(L, tm.tm_gmtoff);
+    lua_setfield(L, -2, "offset");
+    return 1;
+}
+
+static int l_time_now(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)time(NULL));
+    return 1;
+}
+
+static int l_time_valid_zone(lua_State *L)
+{
+    sp_err err;
+
+    lua_pushboolean(L, use_zone(luaL_checkstring(L, 1), &err) == 0);
+    return 1;
+}
+
+void sp_lua_open_time(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"parse", l_time_parse}, {"format", l_time_format},         {"fields", l_time_fields},
+        {"now", l_time_now},     {"valid_zone", l_time_valid_zone}, {NULL, NULL},
+    };
+
+    luaL_newlib(L, funcs);
+    lua_setfield(L, -2, "time");
+}
+
+/* ---- crypto ----------------------------------------------------------------- */
+
+static void push_hex(lua_State *L, const unsigned char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char buf[256];
+
+    for (size_t i = 0; i < n && i < sizeof(buf) / 2; i++) {
+        buf[2 * i] = hex[p[i] >> 4];
+        buf[2 * i + 1] = hex[p[i] & 15];
+    }
+    lua_pushlstring(L, buf, n * 2);
+}
+
+static int l_crypto_sha256(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+
+    EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL);
+    push_hex(L, md, mdlen);
+    return 1;
+}
+
+static int l_crypto_hmac_sha256(lua_State *L)
+{
+    size_t klen, mlen;
+    const char *k = luaL_checklstring(L, 1, &klen), *m = luaL_checklstring(L, 2, &mlen);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+
+    HMAC(EVP_sha256(), k, (int)klen, (const unsigned char *)m, mlen, md, &mdlen);
+    if (lua_toboolean(L, 3)) {
+        lua_pushlstring(L, (const char *)md, mdlen); /* raw bytes */
+        return 1;
+    }
+    push_hex(L, md, mdlen);
+    return 1;
+}
+
+static int l_crypto_random_hex(lua_State *L)
+{
+    lua_Integer n = luaL_optinteger(L, 1, 16);
+    unsigned char buf[128];
+
+    luaL_argcheck(L, n > 0 && n <= 128, 1, "1 to 128 bytes");
+    if (RAND_bytes(buf, (int)n) != 1)
+        return luaL_error(L, "no randomness available");
+    push_hex(L, buf, (size_t)n);
+    return 1;
+}
+
+static int l_crypto_equal(lua_State *L)
+{
+    size_t la, lb;
+    const char *a = luaL_checklstring(L, 1, &la), *b = luaL_checklstring(L, 2, &lb);
+
+    lua_pushboolean(L, la == lb && CRYPTO_memcmp(a, b, la) == 0);
+    return 1;
+}
+
+static int l_crypto_base64_encode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, 4 * ((len + 2) / 3) + 1);
+    int n = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)len);
+
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+static int l_crypto_base64_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, 3 * (len / 4) + 3);
+    int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)len);
+
+    if (n < 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    while (len > 0 && s[len - 1] == '=') /* EVP_DecodeBlock counts padding as zero bytes */
+        len--, n--;
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+void sp_lua_open_crypto(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"sha256", l_crypto_sha256},
+        {"hmac_sha256", l_crypto_hmac_sha256},
+        {"random_hex", l_crypto_random_hex},
+        {"equal", l_crypto_equal},
+        {"base64_encode", l_crypto_base64_encode},
+        {"base64_decode", l_crypto_base64_decode},
+        {NULL, NULL},
+    };
+
+    luaL_newlib(L, funcs);
+    lua_setfield(L, -2, "crypto");
+}

@@ -1,0 +1,268 @@
+/* router.c: compiled path patterns and matching. A generation has a few hundred routes at
+ * most, so a scan over compiled segments is both simple and fast (no allocation per match). */
+#include "router.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum seg_kind { SEG_STATIC, SEG_INT, SEG_STR };
+
+struct sp_seg {
+    enum seg_kind kind;
+    char *text; /* static text, or the parameter's name */
+    size_t len;
+};
+
+struct sp_router {
+    struct sp_route **routes;
+    int n, cap;
+};
+
+struct sp_router *sp_router_new(void)
+{
+    return calloc(1, sizeof(struct sp_router));
+}
+
+static void route_free(struct sp_route *rt)
+{
+    if (rt == NULL)
+        return;
+    for (int i = 0; i < rt->nseg; i++)
+        free(rt->segs[i].text);
+    for (int i = 0; i < rt->nroles; i++)
+        free(rt->roles[i]);
+    free(rt->roles);
+    free(rt->segs);
+    free(rt->method);
+    free(rt->pattern);
+    free(rt->source);
+    free(rt);
+}
+
+void sp_router_free(struct sp_router *r)
+{
+    if (r == NULL)
+        return;
+    for (int i = 0; i < r->n; i++)
+        route_free(r->routes[i]);
+    free(r->routes);
+    free(r);
+}
+
+static int compile(struct sp_route *rt, const char *pattern, sp_err *err)
+{
+    const char *p = pattern;
+
+    if (*p != '/') {
+        sp_err_set(err, "route path \"%s\" must start with /", pattern);
+        return -1;
+    }
+    while (*p == '/') {
+        const char *start = ++p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - start);
+        if (len == 0 && *p == '\0' && rt->nseg == 0)
+            break; /* "/" itself */
+        if (len == 0) {
+            sp_err_set(err, "route path \"%s\" has an empty segment", pattern);
+            return -1;
+        }
+        struct sp_seg seg = {SEG_STATIC, NULL, len};
+        if (start[0] == '{') {
+            if (start[len - 1] != '}' || len < 3) {
+                sp_err_set(err, "route path \"%s\": malformed parameter", pattern);
+                return -1;
+            }
+            seg.kind = SEG_INT;
+            seg.len = len - 2;
+            if (len > 6 && memcmp(start + len - 5, ":str}", 5) == 0) {
+                seg.kind = SEG_STR;
+                seg.len = len - 6;
+            }
+            seg.text = strndup(start + 1, seg.len);
+            int nparams = 0;
+            for (int i = 0; i < rt->nseg; i++)
+                nparams += rt->segs[i].kind != SEG_STATIC;
+            if (nparams >= SP_ROUTE_MAX_PARAMS) {
+                free(seg.text);
+                sp_err_set(err, "route path \"%s\": too many parameters", pattern);
+                return -1;
+            }
+        } else {
+            if (memchr(start, '{', len) || memchr(start, '}', len)) {
+                sp_err_set(err, "route path \"%s\": braces must enclose a whole segment",
+                           pattern);
+                return -1;
+            }
+            seg.text = strndup(start, len);
+        }
+        rt->segs = realloc(rt->segs, sizeof(*rt->segs) * (size_t)(rt->nseg + 1));
+        rt->segs[rt->nseg++] = seg;
+    }
+    if (*p != '\0') {
+        sp_err_set(err, "route path \"%s\" is malformed", pattern);
+        return -1;
+    }
+    return 0;
+}
+
+/* Two patterns conflict when some path would match both with the same precedence. */
+static int same_shape(const struct sp_route *a, const struct sp_route *b)
+{
+    if (a->nseg != b->nseg)
+        return 0;
+    for (int i = 0; i < a->nseg; i++) {
+        const struct sp_seg *x = &a->segs[i], *y = &b->segs[i];
+        if (x->kind != y->kind)
+            return 0;
+        if (x->kind == SEG_STATIC && (x->len != y->len || memcmp(x->text, y->text, x->len) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+int sp_router_add(struct sp_router *r, const char *method, const char *pattern,
+                  const char *source, struct sp_route **out, sp_err *err)
+{
+    struct sp_route *rt = calloc(1, sizeof(*rt));
+
+    if (rt == NULL)
+        abort();
+    rt->method = strdup(method);
+    rt->pattern = strdup(pattern);
+    rt->source = strdup(source ? source : "?");
+    rt->ref = -1;
+    if (compile(rt, pattern, err) != 0) {
+        route_free(rt);
+        return -1;
+    }
+    for (int i = 0; i < r->n; i++) {
+        struct sp_route *o = r->routes[i];
+        if (strcmp(o->method, method) == 0 && same_shape(o, rt)) {
+            sp_err_set(err, "route %s %s conflicts with %s %s declared at %s", method, pattern,
+                       o->method, o->pattern, o->source);
+            route_free(rt);
+            return -1;
+        }
+    }
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 32;
+        r->routes = realloc(r->routes, sizeof(*r->routes) * (size_t)r->cap);
+    }
+    r->routes[r->n++] = rt;
+    *out = rt;
+    return 0;
+}
+
+/* Matches path against rt; on success fills params and returns a score (higher wins:
+ * static segments earlier in the path beat parameters), else -1. */
+static int match_one(const struct sp_route *rt, const char *path, struct sp_match *m)
+{
+    const char *p = path;
+    int score = 0, np = 0;
+
+    if (rt->nseg == 0)
+        return (path[0] == '/' && path[1] == '\0') ? 0 : -1;
+    for (int i = 0; i < rt->nseg; i++) {
+        const struct sp_seg *seg = &rt->segs[i];
+        if (*p != '/')
+            return -1;
+        const char *start = ++p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - start);
+        if (len == 0)
+            return -1;
+        score <<= 1;
+        switch (seg->kind) {
+        case SEG_STATIC:
+            if (len != seg->len || memcmp(start, seg->text, len) != 0)
+                return -1;
+            score |= 1;
+            break;
+        case SEG_INT: {
+            int64_t v = 0;
+            if (len > 18 || start[0] == '0')
+                return -1; /* positive, without leading zeros, and no overflow */
+            for (size_t k = 0; k < len; k++) {
+                if (start[k] < '0' || start[k] > '9')
+                    return -1;
+                v = v * 10 + (start[k] - '0');
+            }
+            m->params[np++] = (struct sp_param){seg->text, start, len, 1, v};
+            break;
+        }
+        case SEG_STR: m->params[np++] = (struct sp_param){seg->text, start, len, 0, 0}; break;
+        }
+    }
+    if (*p != '\0' && !(p[0] == '/' && p[1] == '\0'))
+        return -1; /* a trailing slash is tolerated */
+    m->nparams = np;
+    return score;
+}
+
+enum sp_match_result sp_router_match(const struct sp_router *r, const char *method,
+                                     const char *path, struct sp_match *m)
+{
+    struct sp_match tmp;
+    int best = -1, path_known = 0;
+    size_t alen = 0;
+
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
+    m->route = NULL;
+    m->allow[0] = '\0';
+    for (int i = 0; i < r->n; i++) {
+        struct sp_route *rt = r->routes[i];
+        int score = match_one(rt, path, &tmp);
+        if (score < 0)
+            continue;
+        path_known = 1;
+        if (strcmp(rt->method, method) != 0) {
+            if (!strstr(m->allow, rt->method) && alen + strlen(rt->method) + 3 < sizeof(m->allow))
+                alen += (size_t)snprintf(m->allow + alen, sizeof(m->allow) - alen, "%s%s",
+                                         alen ? ", " : "", rt->method);
+            continue;
+        }
+        if (score > best) {
+            best = score;
+            *m = (struct sp_match){.route = rt, .nparams = tmp.nparams};
+            memcpy(m->params, tmp.params, sizeof(tmp.params));
+        }
+    }
+    if (m->route != NULL)
+        return SP_MATCH_OK;
+    return path_known ? SP_MATCH_BAD_METHOD : SP_MATCH_NOT_FOUND;
+}
+
+int sp_router_allow(const struct sp_router *r, const char *path, char *buf, size_t cap)
+{
+    struct sp_match tmp;
+    size_t len = 0;
+    int n = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < r->n; i++) {
+        struct sp_route *rt = r->routes[i];
+        if (match_one(rt, path, &tmp) < 0 || strstr(buf, rt->method))
+            continue;
+        if (len + strlen(rt->method) + 3 >= cap)
+            break;
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", rt->method);
+        n++;
+    }
+    return n;
+}
+
+int sp_router_count(const struct sp_router *r)
+{
+    return r->n;
+}
+
+struct sp_route *sp_router_at(const struct sp_router *r, int i)
+{
+    return r->routes[i];
+}

@@ -1,0 +1,119 @@
+/* sp.c: the few helpers every module uses: error buffers and clocks. */
+#include "sp.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void sp_err_set(sp_err *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+}
+
+uint64_t sp_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void sp_buf_reserve(struct sp_buf *b, size_t more)
+{
+    size_t want = b->len + more + 1;
+
+    if (want <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < want)
+        cap *= 2;
+    if ((b->data = realloc(b->data, cap)) == NULL)
+        abort(); /* out of memory: nothing sensible left to do */
+    b->cap = cap;
+}
+
+void sp_buf_add(struct sp_buf *b, const void *p, size_t n)
+{
+    sp_buf_reserve(b, n);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void sp_buf_addc(struct sp_buf *b, char c)
+{
+    sp_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
+void sp_buf_adds(struct sp_buf *b, const char *s)
+{
+    sp_buf_add(b, s, strlen(s));
+}
+
+void sp_buf_printf(struct sp_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    sp_buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void sp_buf_free(struct sp_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+int sp_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *e = s + len;
+
+    while (s < e) {
+        unsigned c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        int n;
+        unsigned cp, min;
+        if ((c & 0xe0) == 0xc0)
+            n = 1, cp = c & 0x1f, min = 0x80;
+        else if ((c & 0xf0) == 0xe0)
+            n = 2, cp = c & 0x0f, min = 0x800;
+        else if ((c & 0xf8) == 0xf0)
+            n = 3, cp = c & 0x07, min = 0x10000;
+        else
+            return 0;
+        if (e - s <= n)
+            return 0;
+        for (int i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}

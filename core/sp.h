@@ -1,0 +1,41 @@
+/* sp.h: what every core module shares: the error buffer, small helpers, version.
+ * Nothing here knows HTTP, SQL or Lua. */
+#ifndef SP_H
+#define SP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SP_VERSION "0.1.0"
+
+/* One short lowercase line written by whoever detects a failure; the edge logs it. */
+typedef struct sp_err {
+    char msg[256];
+} sp_err;
+
+void sp_err_set(sp_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define SP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SP_UNUSED(x)    ((void)(x))
+
+/* Monotonic clock in microseconds. */
+uint64_t sp_now_us(void);
+
+
+
+/* A growable byte buffer. The bytes are the owner's; free with sp_buf_free(). */
+struct sp_buf {
+    char *data;
+    size_t len, cap;
+};
+
+void sp_buf_reserve(struct sp_buf *b, size_t more);
+void sp_buf_add(struct sp_buf *b, const void *p, size_t n);
+void sp_buf_addc(struct sp_buf *b, char c);
+void sp_buf_adds(struct sp_buf *b, const char *s);
+void sp_buf_printf(struct sp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sp_buf_free(struct sp_buf *b);
+
+/* 1 when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
+int sp_utf8_valid(const char *s, size_t len);
+#endif

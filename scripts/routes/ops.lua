@@ -1,0 +1,71 @@
+-- routes/ops.lua: what operators and load balancers call: welcome, health, readiness,
+-- metrics, and the admin's reload and status.
+local ops = spacer.ops
+
+spacer.get("/", { summary = "Welcome", tags = { "ops" } }, function()
+  return 200, { message = "Welcome to the Spacer API" }
+end)
+
+spacer.get("/healthz", { summary = "Liveness: 200 while the process serves", tags = { "ops" } },
+  function()
+    return 200, { status = "ok" }
+  end)
+
+spacer.get("/readyz", { summary = "Readiness: 200 when the database answers", tags = { "ops" } },
+  function()
+    local ok, err = pcall(spacer.db.one, "SELECT 1 AS one")
+    if not ok then
+      local message = type(err) == "table" and err.message or tostring(err)
+      return 503, { status = "unavailable", error = message, code = "db_unavailable" },
+        { ["Retry-After"] = "1" }
+    end
+    return 200, { status = "ready" }
+  end)
+
+spacer.get("/metrics", { summary = "Prometheus metrics", tags = { "ops" } }, function()
+  return 200, ops.metrics(), { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
+end)
+
+spacer.post("/api/admin/reload", {
+  roles = { "admin" },
+  summary = "Reload the scripts of every worker",
+  tags = { "admin" },
+}, function()
+  local answer, err = ops.reload()
+  if not answer then
+    spacer.error(503, "reload unavailable: " .. err, "reload_unavailable")
+  end
+  if not answer.ok then
+    spacer.error(422, "reload failed; the previous generation keeps serving", {
+      code = "reload_failed",
+      extra = { errors = answer.errors, workers = answer.workers },
+    })
+  end
+  return 200, {
+    generation = answer.generation,
+    loaded_at = answer.loaded_at,
+    workers = answer.workers,
+  }
+end)
+
+spacer.get("/api/admin/status", {
+  roles = { "admin" },
+  summary = "Generation, reload errors and pool of every worker",
+  tags = { "admin" },
+}, function()
+  local workers = ops.workers()
+  local newest, errors = workers[1], spacer.json.null
+  local pool = { total = 0, idle = 0, busy = 0, connecting = 0, queued = 0 }
+  for _, w in ipairs(workers) do
+    if w.generation > newest.generation then newest = w end
+    if w.last_reload_error ~= spacer.json.null then errors = w.last_reload_error end
+    for k in pairs(pool) do pool[k] = pool[k] + w.pool[k] end
+  end
+  return 200, {
+    generation = newest.generation,
+    loaded_at = newest.loaded_at,
+    last_reload_error = errors,
+    workers = workers,
+    pool = pool,
+  }
+end)
