@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "embed.h"
@@ -287,8 +288,12 @@ static int l_require(lua_State *L)
         if (*p == '.')
             *p = '/';
     snprintf(path, sizeof(path), "%s/%s.lua", root, rel);
-    if (load_file(L, path, &err) != 0)
-        return luaL_error(L, "require '%s': %s", name, err.msg);
+    if (load_file(L, path, &err) != 0) {
+        if (access(path, R_OK) != 0)
+            return luaL_error(L, "module '%s' not found (%s)", name, path);
+        lua_pushstring(L, err.msg); /* a syntax error: its own file:line says where */
+        return lua_error(L);
+    }
     lua_pushstring(L, name);
     lua_call(L, 1, 1);
     if (lua_isnil(L, -1)) {

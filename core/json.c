@@ -341,10 +341,7 @@ int sp_json_decode(lua_State *L, const char *s, size_t len, int max_depth, sp_er
     rc = 0;
 done:
     sp_buf_free(&d.str);
-    if (rc != 0)
-        lua_settop(L, top);
-    else
-        lua_replace(L, top + 1), lua_settop(L, top + 1);
+    lua_settop(L, rc == 0 ? top + 1 : top); /* the value alone, or nothing */
     return rc;
 }
 
@@ -421,9 +418,9 @@ static int table_is_array(lua_State *L, int idx, lua_Integer *n)
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         lua_pop(L, 1);
-        if (!lua_isinteger(L, -1)) {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > *n) {
             lua_pop(L, 1);
-            return 0;
+            return 0; /* keys 1..n only: {[0] = x, nil, y, z} must not lose its [0] */
         }
         count++;
     }

@@ -257,7 +257,9 @@ static int to_params(lua_State *L, int from, const char **values, struct sp_buf 
             if (lua_isinteger(L, idx) || lua_type(L, idx) == LUA_TSTRING) {
                 values[i] = lua_tostring(L, idx);
             } else {
-                lua_pushfstring(L, "%.17g", lua_tonumber(L, idx));
+                char num[64];
+                snprintf(num, sizeof(num), "%.17g", lua_tonumber(L, idx));
+                lua_pushstring(L, num);
                 lua_replace(L, idx);
                 values[i] = lua_tostring(L, idx);
             }
@@ -329,11 +331,6 @@ static void acquire_done(void *arg, struct sp_pgconn *conn, const struct sp_pg_r
     sp_req_resume(req, 1);
 }
 
-static int begin_cont2(lua_State *L, int status, lua_KContext ctx)
-{
-    return query_cont(L, status, ctx);
-}
-
 static int begin_cont(lua_State *L, int status, lua_KContext ctx)
 {
     struct sp_req *req = sp_gen_req(L);
@@ -347,7 +344,7 @@ static int begin_cont(lua_State *L, int status, lua_KContext ctx)
     if (sp_pool_query_on(req->pins[req->npins - 1], "BEGIN", 0, NULL, query_done, req) != 0)
         return sp_lua_http_error(L, 503, "db_unavailable", "database unavailable");
     req->pending++;
-    return lua_yieldk(L, 0, DB_PLAIN, begin_cont2);
+    return lua_yieldk(L, 0, DB_PLAIN, query_cont);
 }
 
 static int l_db_begin(lua_State *L)

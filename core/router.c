@@ -2,6 +2,7 @@
  * most, so a scan over compiled segments is both simple and fast (no allocation per match). */
 #include "router.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,12 @@ static int compile(struct sp_route *rt, const char *pattern, sp_err *err)
                 seg.kind = SEG_STR;
                 seg.len = len - 6;
             }
+            for (size_t k = 1; k <= seg.len; k++) {
+                if (!isalnum((unsigned char)start[k]) && start[k] != '_') {
+                    sp_err_set(err, "route path \"%s\": malformed parameter", pattern);
+                    return -1; /* {id:int} would otherwise be a parameter named "id:int" */
+                }
+            }
             seg.text = strndup(start + 1, seg.len);
             int nparams = 0;
             for (int i = 0; i < rt->nseg; i++)
@@ -116,8 +123,8 @@ static int same_shape(const struct sp_route *a, const struct sp_route *b)
         return 0;
     for (int i = 0; i < a->nseg; i++) {
         const struct sp_seg *x = &a->segs[i], *y = &b->segs[i];
-        if (x->kind != y->kind)
-            return 0;
+        if ((x->kind == SEG_STATIC) != (y->kind == SEG_STATIC))
+            return 0; /* {id} and {name:str} score alike, so "/5" would match either */
         if (x->kind == SEG_STATIC && (x->len != y->len || memcmp(x->text, y->text, x->len) != 0))
             return 0;
     }

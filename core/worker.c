@@ -367,8 +367,6 @@ static const char *method_name(enum evhttp_cmd_type t)
 
 static void req_finish(struct sp_req *req)
 {
-    struct sp_worker *w = req->w;
-
     if (req->ev != NULL) {
         const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req->ev));
         access_log(req, method_name(evhttp_request_get_command(req->ev)), path ? path : "");
@@ -378,6 +376,14 @@ static void req_finish(struct sp_req *req)
         luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
     sp_gen_unref(req->gen);
     free(req);
+}
+
+/* The reply has left (written to the socket): only now may a draining worker exit. */
+static void on_complete(struct evhttp_request *ev, void *arg)
+{
+    struct sp_worker *w = arg;
+
+    SP_UNUSED(ev);
     if (--w->inflight == 0 && w->draining)
         event_base_loopexit(w->base, NULL);
 }
@@ -604,6 +610,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     req->start_us = sp_now_us();
     req->co_ref = LUA_NOREF;
     w->inflight++;
+    evhttp_request_set_on_complete_cb(ev, on_complete, w);
     req->gen = gen = w->gen;
     sp_gen_ref(gen);
     assign_id(req);
@@ -684,7 +691,8 @@ static void publish_reload(struct sp_worker *w, int ok)
     if (wi == NULL)
         return;
     wi->reload_ok = ok;
-    snprintf(wi->last_error, sizeof(wi->last_error), "%s", w->last_reload_error);
+    snprintf(wi->last_error, sizeof(wi->last_error), "%.*s", (int)sizeof(wi->last_error) - 1,
+             w->last_reload_error);
     publish(w);
     __atomic_add_fetch(&wi->reload_seq, 1, __ATOMIC_RELEASE);
 }
@@ -793,6 +801,8 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_default_content_type(w.http, NULL);
+    /* Read and discard an oversized body before closing, so the client sees its 413. */
+    evhttp_set_flags(w.http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_gencb(w.http, on_request, &w);
     if ((w.listener = evhttp_accept_socket_with_handle(w.http, listen_fd)) == NULL) {
         sp_log(SP_LOG_ERROR, "worker %d: cannot listen: %s", index, strerror(errno));
