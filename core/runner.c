@@ -241,7 +241,7 @@ int sp_runner_test(const struct sp_conf *conf, int nfiles, char **files)
         while (lua_next(L, lib) != 0) {
             lua_pushvalue(L, -2);
             lua_insert(L, -2);
-            lua_rawset(L, -3);
+            lua_rawset(L, -4); /* Stack: chunk, env, k */
         }
         lua_pushstring(L, list[i]);
         lua_setfield(L, lib, "_current_file");
@@ -263,10 +263,12 @@ int sp_runner_test(const struct sp_conf *conf, int nfiles, char **files)
         if (sp_runner_call(r, 0, &err) == 0) {
             passed++;
         } else {
+            const char *why = error_text(L);
             lua_getfield(L, tests + 1, "file");
             lua_getfield(L, tests + 1, "name");
-            printf("FAIL %s: %s\n    %s\n", lua_tostring(L, -2), lua_tostring(L, -1),
-                   error_text(L));
+            const char *tb = strstr(why, "\nstack traceback:");
+            printf("FAIL %s: %s\n    %.*s\n", lua_tostring(L, -2), lua_tostring(L, -1),
+                   tb ? (int)(tb - why) : (int)strlen(why), why);
             failed++;
         }
         lua_settop(L, tests);
