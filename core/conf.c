@@ -155,18 +155,21 @@ static int interpolate(const char *in, char **out, const char *where, int line, 
 static int parse_size(const char *v, long *out)
 {
     char *end;
-    long n;
+    long n, unit = 1;
 
     errno = 0;
     n = strtol(v, &end, 10);
     if (errno || end == v || n < 0)
         return -1;
     switch (toupper((unsigned char)*end)) {
-    case 'K': n *= 1024L, end++; break;
-    case 'M': n *= 1024L * 1024, end++; break;
-    case 'G': n *= 1024L * 1024 * 1024, end++; break;
+    case 'K': unit = 1024L, end++; break;
+    case 'M': unit = 1024L * 1024, end++; break;
+    case 'G': unit = 1024L * 1024 * 1024, end++; break;
     default: break;
     }
+    if (n > LONG_MAX / unit)
+        return -1; /* 99999999999G would overflow */
+    n *= unit;
     if (toupper((unsigned char)*end) == 'B')
         end++;
     return *end == '\0' ? (*out = n, 0) : -1;
@@ -348,6 +351,18 @@ static int is_placeholder(const char *s)
     return 0;
 }
 
+/* Appends key='value' for libpq, with ' and \ escaped as libpq's key=value syntax wants. */
+static void add_pq_param(struct sp_buf *b, const char *key, const char *value)
+{
+    sp_buf_printf(b, "%s%s='", b->len ? " " : "", key);
+    for (; *value; value++) {
+        if (*value == '\'' || *value == '\\')
+            sp_buf_addc(b, '\\');
+        sp_buf_addc(b, *value);
+    }
+    sp_buf_addc(b, '\'');
+}
+
 /* What the settings mean together: database URL fallbacks and the secret policy. */
 static int finish(struct sp_conf *c, sp_err *err)
 {
@@ -361,14 +376,17 @@ static int finish(struct sp_conf *c, sp_err *err)
     }
     if (c->db_url[0] == '\0' && (env = getenv("DB_NAME")) != NULL && *env) {
         /* The old deployment's variables. Values are quoted for libpq's key=value syntax. */
-        char buf[1024];
+        struct sp_buf buf = {0};
         const char *user = getenv("DB_USER"), *pass = getenv("DB_PASSWORD");
         const char *host = getenv("DB_HOST"), *port = getenv("DB_PORT");
-        snprintf(buf, sizeof(buf), "dbname='%s' user='%s' password='%s' host='%s' port='%s'", env,
-                 user ? user : "", pass ? pass : "", host ? host : "localhost",
-                 port ? port : "5432");
+        add_pq_param(&buf, "dbname", env);
+        add_pq_param(&buf, "user", user ? user : "");
+        add_pq_param(&buf, "password", pass ? pass : "");
+        add_pq_param(&buf, "host", host ? host : "localhost");
+        add_pq_param(&buf, "port", port ? port : "5432");
         free(c->db_url);
-        c->db_url = xstrdup(buf);
+        c->db_url = xstrdup(buf.data);
+        sp_buf_free(&buf);
     }
     if (c->jwt_secret[0] == '\0' && (env = getenv("JWT_SECRET_KEY")) != NULL && *env) {
         free(c->jwt_secret);
@@ -437,7 +455,7 @@ static int apply_env_overrides(struct sp_conf *c, sp_err *err)
                 continue; /* SPACER_TEST_DATABASE_URL and friends belong to others */
         }
         char where[300];
-        snprintf(where, sizeof(where), "environment SPACER_%s", name);
+        snprintf(where, sizeof(where), "environment %.*s", (int)(eq - *e), *e); /* as written */
         if (set_value(c, section, us + 1, value, where, 0, err) != 0)
             return -1;
     }

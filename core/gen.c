@@ -394,8 +394,9 @@ static void push_conf(lua_State *L, const struct sp_conf *conf)
     lines = values + 1;
     for (int i = 0; i < conf->nentries; i++) {
         const struct sp_conf_entry *e = &conf->entries[i];
-        if (strcmp(e->section, "auth") == 0 && strcmp(e->key, "jwt_secret") == 0)
-            continue; /* scripts never see the secret */
+        if ((strcmp(e->section, "auth") == 0 && strcmp(e->key, "jwt_secret") == 0) ||
+            (strcmp(e->section, "database") == 0 && strcmp(e->key, "url") == 0))
+            continue; /* scripts never see the secret, nor the database password */
         for (int t = values; t <= lines; t++) {
             if (lua_getfield(L, t, e->section) != LUA_TTABLE) {
                 lua_pop(L, 1);

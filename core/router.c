@@ -171,6 +171,7 @@ static int match_one(const struct sp_route *rt, const char *path, struct sp_matc
     const char *p = path;
     int score = 0, np = 0;
 
+    m->nparams = 0; /* "/" returns before the end */
     if (rt->nseg == 0)
         return (path[0] == '/' && path[1] == '\0') ? 0 : -1;
     for (int i = 0; i < rt->nseg; i++) {
