@@ -83,8 +83,8 @@ struct sp_pgconn {
     int flushing;   /* PQflush() has more to send */
     int pinned;     /* lent by sp_pool_acquire() (lost while pinned: stays DOWN until returned) */
     int returning;  /* sp_pool_release() was called: give back once pinned_q is empty */
-    struct pgreq *cur; /* the statement on the wire */
-    PGresult *res;     /* cur's result so far, ours */
+    struct pgreq *cur;   /* the statement on the wire */
+    PGresult *res;       /* cur's result so far, ours */
     struct pgq pinned_q; /* sp_pool_query_on() work waiting its turn */
     struct pgreq reset;  /* the ROLLBACK before this connection goes back to the pool */
     struct pgstmt *stmts;
@@ -140,8 +140,8 @@ static struct pgstmt *stmt_find(const struct sp_pgconn *c, const struct pgreq *r
 static void stmt_add(struct sp_pgconn *c, const struct pgreq *req);
 static void stmt_forget(struct sp_pgconn *c, const struct pgreq *req);
 static void stmts_clear(struct sp_pgconn *c);
-static struct pgreq *req_new(enum pgreq_kind kind, const char *sql, int nparams,
-                             const char *const *values);
+static struct pgreq *
+req_new(enum pgreq_kind kind, const char *sql, int nparams, const char *const *values);
 static int req_args_ok(const char *sql, int nparams, const char *const *values);
 static void req_answer(struct pgreq *req, const struct sp_pg_result *r);
 static void req_fail(struct pgreq *req, enum sp_pg_status status, const char *msg);
@@ -251,8 +251,12 @@ void sp_pool_free(struct sp_pool *pool)
     free(pool);
 }
 
-int sp_pool_query(struct sp_pool *pool, const char *sql, int nparams, const char *const *values,
-                  sp_pg_query_cb cb, void *arg)
+int sp_pool_query(struct sp_pool *pool,
+                  const char *sql,
+                  int nparams,
+                  const char *const *values,
+                  sp_pg_query_cb cb,
+                  void *arg)
 {
     struct pgreq *req;
 
@@ -280,8 +284,12 @@ int sp_pool_acquire(struct sp_pool *pool, sp_pg_conn_cb cb, void *arg)
     return 0;
 }
 
-int sp_pool_query_on(struct sp_pgconn *conn, const char *sql, int nparams,
-                     const char *const *values, sp_pg_query_cb cb, void *arg)
+int sp_pool_query_on(struct sp_pgconn *conn,
+                     const char *sql,
+                     int nparams,
+                     const char *const *values,
+                     sp_pg_query_cb cb,
+                     void *arg)
 {
     struct pgreq *req;
 
@@ -560,8 +568,7 @@ static void conn_connect(struct sp_pgconn *c)
     struct sp_pool *pool = c->pool;
 
     /* may resolve a host name (getaddrinfo() blocks): configure an address or a socket dir */
-    c->pg = PQconnectStartParams((const char *const *)pool->kw, (const char *const *)pool->vals,
-                                 0);
+    c->pg = PQconnectStartParams((const char *const *)pool->kw, (const char *const *)pool->vals, 0);
     if (c->pg == NULL) {
         conn_connect_failed(c, "out of memory");
         return;
@@ -617,6 +624,14 @@ static void conn_ready(struct sp_pgconn *c)
     }
     c->state = CONN_READY;
     c->backoff_ms = 0;
+    for (int i = 0; i < c->pool->conf.size; i++) {
+        struct sp_pgconn *d = &c->pool->conns[i];
+
+        if (d->state == CONN_DOWN && !d->pinned && d->backoff_ms > 0) {
+            d->backoff_ms = 0; /* the database is back: the others need not sit out theirs */
+            conn_arm(d, 0);
+        }
+    }
     snprintf(c->pool->last_error, sizeof(c->pool->last_error),
              "database unavailable: no connection within %d ms", c->pool->conf.connect_timeout_ms);
 }
@@ -1020,8 +1035,8 @@ static void stmts_clear(struct sp_pgconn *c)
 /* ---- requests and queues ------------------------------------------------------------------ */
 
 /* A request holding copies of sql and values, zeroed otherwise; free() frees it all. */
-static struct pgreq *req_new(enum pgreq_kind kind, const char *sql, int nparams,
-                             const char *const *values)
+static struct pgreq *
+req_new(enum pgreq_kind kind, const char *sql, int nparams, const char *const *values)
 {
     size_t size = sizeof(struct pgreq) + (size_t)nparams * sizeof(char *);
     size_t sqllen = sql != NULL ? strlen(sql) + 1 : 0, n;
