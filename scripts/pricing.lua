@@ -142,26 +142,68 @@ local SURCHARGES = {
   },
 }
 
--- How many hours a surcharge picks, and what they were charged, as num / den minor units
--- (exact): each hour is charged its block's cost divided by the block's hours (rule 4).
-local function picked_charge(blocks, start_s, timezone, applies, opts)
+-- Rules 1 to 3. Returns the lines, and the blocks they charge: { hours =, cost = } for
+-- each whole day, then one for the hours left over (what rule 4 needs).
+local function charge_time(hours, per_hour, per_day, currency)
+  local lines, blocks = {}, {}
+  local function add_line(code, word, quantity, unit_amount)
+    lines[#lines + 1] = {
+      code = code,
+      description = plural(quantity, word) .. " × " .. money.format(unit_amount, currency),
+      quantity = quantity,
+      unit_amount = unit_amount,
+      amount = quantity * unit_amount,
+    }
+  end
+
+  local days, rest = hours // DAY_HOURS, hours % DAY_HOURS
+  local day_rate = per_day > 0 and per_day < DAY_HOURS * per_hour
+  if not day_rate then
+    add_line("hours", "hour", hours, per_hour)
+    blocks[1] = { hours = hours, cost = hours * per_hour }
+    return lines, blocks
+  end
+
+  local rest_at_day_rate = per_day < rest * per_hour
+  for _ = 1, days do
+    blocks[#blocks + 1] = { hours = DAY_HOURS, cost = per_day }
+  end
+  if rest_at_day_rate then
+    blocks[#blocks + 1] = { hours = rest, cost = per_day }
+    add_line("days", "day", days + 1, per_day)
+    return lines, blocks
+  end
+  if days > 0 then
+    add_line("days", "day", days, per_day)
+  end
+  if rest > 0 then
+    blocks[#blocks + 1] = { hours = rest, cost = rest * per_hour }
+    add_line("hours", "hour", rest, per_hour)
+  end
+  return lines, blocks
+end
+
+-- Rule 4, one surcharge: how many hours it picks and the amount, rounded half up. Each
+-- picked hour adds bp basis points of its share of its block: block cost / block hours.
+-- The shares are summed exactly over a common denominator before the one rounding.
+local function surcharge_amount(surcharge, bp, blocks, start_s, timezone, opts)
   local den = 1
   for _, block in ipairs(blocks) do
     den = lcm(den, block.hours)
   end
-  local num, hour, total = 0, 0, 0
+  local num, hour, picked = 0, 0, 0
   for _, block in ipairs(blocks) do
-    local picked = 0
+    local in_block = 0
     for _ = 1, block.hours do
-      if applies(spacer.time.fields(start_s + hour * HOUR, timezone), opts) then
-        picked = picked + 1
+      if surcharge.applies(spacer.time.fields(start_s + hour * HOUR, timezone), opts) then
+        in_block = in_block + 1
       end
       hour = hour + 1
     end
-    num = num + block.cost * picked * (den // block.hours)
-    total = total + picked
+    num = num + block.cost * in_block * (den // block.hours)
+    picked = picked + in_block
   end
-  return total, num, den
+  return picked, round_half_up(num * bp, den * 10000)
 end
 
 -- The quote --------------------------------------------------------------------
@@ -193,57 +235,30 @@ function _M.quote(space, start_s, end_s, opts)
 
   -- Rules 1 to 3: started hours, whole days, the hours left over.
   local hours = (end_s - start_s + HOUR - 1) // HOUR
-  local days, rest = hours // DAY_HOURS, hours % DAY_HOURS
-  local day_rate = per_day > 0 and per_day < DAY_HOURS * per_hour
-  local rest_at_day_rate = day_rate and per_day < rest * per_hour
-
-  local lines, blocks = {}, {}
-  local function add_line(code, description, quantity, unit_amount)
-    lines[#lines + 1] = {
-      code = code,
-      description = description,
-      quantity = quantity,
-      unit_amount = unit_amount,
-      amount = quantity * unit_amount,
-    }
-  end
-
-  if not day_rate then
-    add_line("hours", plural(hours, "hour") .. " × " .. money.format(per_hour, currency),
-      hours, per_hour)
-    blocks[1] = { hours = hours, cost = hours * per_hour }
-  else
-    local charged_days = days + (rest_at_day_rate and 1 or 0)
-    if charged_days > 0 then
-      add_line("days", plural(charged_days, "day") .. " × " .. money.format(per_day, currency),
-        charged_days, per_day)
-    end
-    for _ = 1, days do
-      blocks[#blocks + 1] = { hours = DAY_HOURS, cost = per_day }
-    end
-    if rest > 0 and rest_at_day_rate then
-      blocks[#blocks + 1] = { hours = rest, cost = per_day }
-    elseif rest > 0 then
-      add_line("hours", plural(rest, "hour") .. " × " .. money.format(per_hour, currency),
-        rest, per_hour)
-      blocks[#blocks + 1] = { hours = rest, cost = rest * per_hour }
-    end
-  end
+  local lines, blocks = charge_time(hours, per_hour, per_day, currency)
 
   -- Rule 4: surcharges on the hours they pick.
   for _, surcharge in ipairs(SURCHARGES) do
     local percent = surcharge.percent(opts)
-    if percent ~= nil and percent ~= 0 then
+    if percent ~= nil then
       local bp
       bp, err = basis_points(percent, surcharge.code .. " percent")
       if not bp then
         return nil, err
       end
-      local picked, num, den = picked_charge(blocks, start_s, timezone, surcharge.applies, opts)
-      local amount = round_half_up(num * bp, den * 10000)
+      local picked, amount = 0, 0
+      if bp > 0 then
+        picked, amount = surcharge_amount(surcharge, bp, blocks, start_s, timezone, opts)
+      end
       if amount > 0 then
-        add_line(surcharge.code, string.format("%s %s%% on %s", surcharge.label,
-          percent_text(bp), plural(picked, "hour")), 1, amount)
+        lines[#lines + 1] = {
+          code = surcharge.code,
+          description = string.format("%s %s%% on %s", surcharge.label, percent_text(bp),
+            plural(picked, "hour")),
+          quantity = 1,
+          unit_amount = amount,
+          amount = amount,
+        }
       end
     end
   end

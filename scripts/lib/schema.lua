@@ -12,7 +12,8 @@
 -- A rule (every key optional):
 --   type        "string" | "integer" | "number" | "boolean" | "money" | "array" |
 --               "datetime" | "email"; none: any value, taken as it is
---   required    missing (or blank) is "is required"; not enforced with opts.partial
+--   required    missing or blank is "is required"; with opts.partial a missing field is
+--               fine, a blank string or a null is still refused
 --   nullable    JSON null is accepted and kept as spacer.json.null
 --   readonly    the caller may not set it: "may not be set"; dropped with opts.compat
 --   default     used when the field is missing (not with opts.partial)
@@ -23,8 +24,9 @@
 --   lower       lower-cased after trimming (email always is)
 --   items       the rule of each item of an array
 --   split       arrays: a string is split on this separator ("wifi, projector" with ",")
---   currency    money: the currency code; else the body's `currency_field`, else
---               opts.currency, else KES
+--   currency    money: the currency code (minor units follow it: KES 2, UGX 0)
+--   currency_field   money without `currency`: the body field naming the currency
+--               ("currency"); when absent or not a code, opts.currency, else KES
 --   check       function(value) -> nil | message, run on the cleaned value
 --
 -- Numbers may come as numeric strings ("12", "500.00"): web forms send them. A blank string

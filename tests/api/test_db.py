@@ -1,0 +1,133 @@
+"""The database layer seen from HTTP: the pool's queue, transactions, outages and recovery."""
+import os
+import subprocess
+import tempfile
+import threading
+import time
+
+from harness import ROOT, Server, check, eq, error_body, free_port, test
+
+ROUTES = r'''
+spacer.get("/test/q", function(req)
+  local row = spacer.db.one("SELECT $1::int AS n, pg_sleep(0.01) AS s", tonumber(req.query.n or "0"))
+  return 200, { n = row.n }
+end)
+spacer.get("/test/sleep", function(req)
+  spacer.db.one("SELECT pg_sleep($1::float8) AS s", tonumber(req.query.s or "0.5"))
+  return 200, { slept = true }
+end)
+spacer.post("/test/tx", function(req)
+  spacer.db.exec("CREATE TABLE IF NOT EXISTS test_tx (tag text, n int)")
+  spacer.db.tx(function(db)
+    db.exec("INSERT INTO test_tx VALUES ($1, 1)", req.body.tag)
+    db.exec("INSERT INTO test_tx VALUES ($1, 2)", req.body.tag)
+    if req.body.fail == "error" then error("failing after two inserts") end
+    if req.body.fail == "loop" then while true do end end
+  end)
+  return 201, { ok = true }
+end)
+spacer.get("/test/tx/{tag:str}", function(req)
+  local row = spacer.db.one("SELECT count(*)::int AS c FROM test_tx WHERE tag = $1", req.params.tag)
+  return 200, { count = row.c }
+end)
+'''
+
+
+def hammer(s, paths):
+    results = [None] * len(paths)
+
+    def one(i):
+        try:
+            results[i] = s.get(paths[i], timeout=30)
+        except Exception as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+@test
+def two_hundred_concurrent_queries_on_a_pool_of_four():
+    s = Server(workers=1, extra_routes=ROUTES, env={"SPACER_DATABASE_POOL_SIZE": "4"}).start()
+    try:
+        results = hammer(s, ["/test/q?n=%d" % i for i in range(200)])
+        statuses = [getattr(r, "status", repr(r)) for r in results]
+        eq([200] * 200, statuses)
+        eq(list(range(200)), [r.json["n"] for r in results], "each request got its own answer")
+    finally:
+        s.close()
+
+
+@test
+def a_full_queue_answers_503_with_retry_after():
+    s = Server(workers=1, extra_routes=ROUTES, env={
+        "SPACER_DATABASE_POOL_SIZE": "1", "SPACER_DATABASE_QUEUE_SIZE": "2"}).start()
+    try:
+        results = hammer(s, ["/test/sleep?s=0.5"] * 10)
+        ok = [r for r in results if getattr(r, "status", 0) == 200]
+        busy = [r for r in results if getattr(r, "status", 0) == 503]
+        eq(10, len(ok) + len(busy), "every request answered 200 or 503: %r" % results)
+        check(len(busy) >= 5 and len(ok) >= 1, "ok %d busy %d" % (len(ok), len(busy)))
+        for r in busy:
+            error_body(r, 503, "db_busy")
+            check(r.header("retry-after"), "no Retry-After")
+    finally:
+        s.close()
+
+
+@test
+def an_error_inside_a_transaction_leaves_no_partial_write():
+    s = Server(workers=2, extra_routes=ROUTES).start()
+    try:
+        tag = "t%d" % os.getpid()
+        error_body(s.post("/test/tx", {"tag": tag + "a", "fail": "error"}), 500, "script_error")
+        eq(0, s.get("/test/tx/%sa" % tag).json["count"])
+        error_body(s.post("/test/tx", {"tag": tag + "b", "fail": "loop"}), 500, "script_limit")
+        eq(0, s.get("/test/tx/%sb" % tag).json["count"])
+        eq(201, s.post("/test/tx", {"tag": tag + "c"}).status)
+        eq(2, s.get("/test/tx/%sc" % tag).json["count"])
+    finally:
+        s.close()
+
+
+def devdb(*args):
+    return subprocess.run(["sh", os.path.join(ROOT, "tools", "devdb.sh")] + list(args),
+                          capture_output=True, text=True, timeout=120)
+
+
+@test
+def database_outage_gives_503_then_recovers_without_restart():
+    work = tempfile.mkdtemp(prefix="spacer-outage-")
+    os.chmod(work, 0o755)
+    pg = os.path.join(work, "pg")
+    port = free_port()
+    r = devdb("init", pg, str(port), "--fast")
+    eq(0, r.returncode, r.stdout + r.stderr)
+    eq(0, devdb("start", pg, str(port)).returncode)
+    url = devdb("url", pg, str(port)).stdout.strip()
+    s = Server(workers=2, extra_routes=ROUTES, env={
+        "DATABASE_URL": url, "SPACER_DATABASE_CONNECT_TIMEOUT": "1"})
+    try:
+        s.start()
+        eq(200, s.get("/readyz").status)
+        eq(200, s.get("/test/q?n=1").status)
+        eq(0, devdb("stop", pg).returncode)
+        t0 = time.time()
+        r = s.get("/readyz", timeout=10)
+        eq(503, r.status)
+        error_body(s.get("/test/q?n=2", timeout=10), 503, "db_unavailable")
+        check(time.time() - t0 < 5, "answers took %.1fs" % (time.time() - t0))
+        eq(200, s.get("/healthz").status)
+        eq(0, devdb("start", pg, str(port)).returncode)
+        deadline = time.time() + 15
+        while time.time() < deadline and s.get("/readyz").status != 200:
+            time.sleep(0.2)
+        eq(200, s.get("/readyz").status, "ready again")
+        eq(200, s.get("/test/q?n=3").status)
+    finally:
+        s.close()
+        devdb("destroy", pg)
