@@ -18,6 +18,7 @@
 #include "lua_spacer.h"
 #include "master.h"
 #include "metrics.h"
+#include "router.h"
 #include "worker.h"
 
 /* spacer.ops.metrics() -> Prometheus exposition text */
@@ -80,6 +81,42 @@ static int l_ops_workers(lua_State *L)
         lua_pushinteger(L, wi->pool_queued);
         lua_setfield(L, -2, "queued");
         lua_setfield(L, -2, "pool");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* spacer.ops.routes() -> { {method, path, auth, roles, compat, source, opts}, ... } of the
+ * generation this request runs on: the OpenAPI document is made from it. */
+static int l_ops_routes(lua_State *L)
+{
+    struct sp_gen *gen = sp_gen_of(L);
+    int n = sp_router_count(gen->router);
+
+    sp_json_new_array(L, n);
+    for (int i = 0; i < n; i++) {
+        struct sp_route *rt = sp_router_at(gen->router, i);
+        lua_createtable(L, 0, 7);
+        lua_pushstring(L, rt->method);
+        lua_setfield(L, -2, "method");
+        lua_pushstring(L, rt->pattern);
+        lua_setfield(L, -2, "path");
+        lua_pushboolean(L, rt->auth);
+        lua_setfield(L, -2, "auth");
+        lua_pushboolean(L, rt->compat);
+        lua_setfield(L, -2, "compat");
+        lua_pushstring(L, rt->source);
+        lua_setfield(L, -2, "source");
+        sp_json_new_array(L, rt->nroles);
+        for (int k = 0; k < rt->nroles; k++) {
+            lua_pushstring(L, rt->roles[k]);
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "roles");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref);
+        lua_getfield(L, -1, "opts");
+        lua_setfield(L, -3, "opts");
+        lua_pop(L, 1);
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
@@ -177,6 +214,7 @@ void sp_lua_open_ops(lua_State *L)
         {"metrics", l_ops_metrics},
         {"workers", l_ops_workers},
         {"reload", l_ops_reload},
+        {"routes", l_ops_routes},
         {NULL, NULL},
     };
 

@@ -7,3 +7,4 @@ spacer.set_validator(schema.validate)
 spacer.on_auth(auth.resolve)
 
 require("routes.ops")
+require("routes.docs")

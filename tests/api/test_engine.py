@@ -294,3 +294,21 @@ def database_types_come_back_typed():
     eq(["a", "b c"], j["arr"])
     eq([1, 2], j["iarr"])
     check(j["ts"].startswith("2026-12-01T07:00:00") and j["ts"][-6] in "+-" and j["ts"][-3] == ":", j["ts"])
+
+
+@test
+def openapi_document_comes_from_the_route_declarations():
+    s = server()
+    r = s.get("/apispec.json")
+    eq(200, r.status)
+    doc = r.json
+    eq("3.0.3", doc["openapi"])
+    check("/healthz" in doc["paths"] and "get" in doc["paths"]["/healthz"], list(doc["paths"]))
+    op = doc["paths"]["/test/items/{id}"]["get"]
+    eq("integer", op["parameters"][0]["schema"]["type"])
+    status = doc["paths"]["/api/admin/status"]["get"]
+    check("bearerAuth" in status["security"][0], status)
+    check("403" in status["responses"], status["responses"])
+    r = s.get("/apidocs")
+    eq(200, r.status)
+    check(r.header("content-type").startswith("text/html") and "/apispec.json" in r.text, r.text[:200])
