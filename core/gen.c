@@ -333,8 +333,10 @@ static int l_core_add_route(lua_State *L)
 
     luaL_checktype(L, 3, LUA_TTABLE);
     caller_source(L, source, sizeof(source));
-    if (sp_router_add(gen->router, method, path, source, &rt, &err) != 0)
-        return luaL_error(L, "%s", err.msg);
+    if (sp_router_add(gen->router, method, path, source, &rt, &err) != 0) {
+        lua_pushfstring(L, "%s: %s", source, err.msg); /* where the script declared it */
+        return lua_error(L);
+    }
     rt->auth = lua_toboolean(L, 4);
     rt->compat = lua_toboolean(L, 6);
     if (lua_istable(L, 5)) {
