@@ -8,3 +8,4 @@ spacer.on_auth(auth.resolve)
 
 require("routes.ops")
 require("routes.docs")
+require("routes.users")

@@ -54,9 +54,11 @@ core.set_error_mt(HttpError)
 
 local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
 
+-- A list of methods or paths. A path written { "/api/x", compat = true } is one path,
+-- not a list: it has a key besides its position.
 local function as_list(v)
-  if type(v) == "table" then return v end
-  return { v }
+  if type(v) ~= "table" or v.compat ~= nil then return { v } end
+  return v
 end
 
 -- spacer.route(method, path, [opts,] handler). method and path may be lists.
