@@ -26,7 +26,7 @@ LIB_OBJS  := $(filter-out $(BUILD)/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test units bench check clean format db-start db-stop
+.PHONY: all spacer deps run test units bench check clean format db-start db-stop
 
 all: spacer
 
