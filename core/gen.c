@@ -41,9 +41,11 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         gen->mem_used -= osize;
         return NULL;
     }
-    if (nsize > osize && gen->mem_limit && gen->mem_used + (nsize - osize) > gen->mem_limit) {
-        gen->mem_exceeded = 1;
-        if (gen->running != NULL && gen->running->limit == SP_LIMIT_NONE)
+    /* Only a running script is refused: the core's own small allocations (a request's
+     * table, a reply) happen outside protected calls, where a refusal would be a panic. */
+    if (nsize > osize && gen->running != NULL && gen->mem_limit &&
+        gen->mem_used + (nsize - osize) > gen->mem_limit) {
+        if (gen->running->limit == SP_LIMIT_NONE)
             gen->running->limit = SP_LIMIT_MEMORY;
         return NULL;
     }

@@ -27,7 +27,6 @@ struct sp_gen {
     size_t mem_used, mem_limit;
     size_t mem_peak;
     struct sp_req *running;    /* the request whose coroutine runs now, for the limits */
-    int mem_exceeded;          /* an allocation was refused since the last request began */
     int run_ref;               /* the prelude's request runner */
     int auth_ref;              /* scripts' resolver of token claims to a user, or LUA_NOREF */
 };
