@@ -58,6 +58,17 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* An error outside any protected call: nothing can be unwound, so say what and stop; the
+ * master starts a fresh worker. */
+static int gen_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+
+    sp_log(SP_LOG_ERROR, "lua panic (unprotected error): %s", msg ? msg : "?");
+    abort();
+    return 0;
+}
+
 /* ---- instruction budget --------------------------------------------------------- */
 
 static void limit_hook(lua_State *L, lua_Debug *ar)
@@ -544,6 +555,7 @@ int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number
         sp_err_set(err, "cannot create a Lua state: out of memory");
         goto done;
     }
+    lua_atpanic(gen->L, gen_panic);
     lua_pushlightuserdata(gen->L, gen);
     lua_rawsetp(gen->L, LUA_REGISTRYINDEX, &key_gen);
     *(struct sp_req **)lua_getextraspace(gen->L) = NULL;
