@@ -1,0 +1,274 @@
+-- routes/bookings.lua: booking requests and their answers, on the canonical
+-- /api/bookings/bookings... paths and the old web app's /api/bookings, /api/owner/bookings
+-- and /api/admin/bookings. The rules themselves live in scripts/booking_flow.lua.
+--
+-- Who sees what: a client their own bookings, an owner the bookings of their spaces, an
+-- admin all. A booking that is not the caller's to see is a 404, as if it did not exist.
+-- Times are shown with the offset of the space's zone; a time sent without an offset is read
+-- in that zone.
+local api = require("lib.api")
+local money = require("lib.money")
+local flow = require("booking_flow")
+local spaces = require("routes.spaces")
+
+local _M = {}
+
+local db = spacer.db
+local json = spacer.json
+local time = spacer.time
+
+-- SQL ------------------------------------------------------------------------------------
+
+-- One statement per page (spaces.paged_sql): $1 the client or owner (admin: none), then the
+-- status filter or NULL; LIMIT and OFFSET follow. Newest first, through bookings_client_idx
+-- for a client.
+local function list_sql(where, n, count_from)
+  return spaces.paged_sql({
+    select = flow.BOOKING_COLUMNS .. ", " .. flow.SPACE_EMBED,
+    from = "bookings b JOIN spaces s ON s.id = b.space_id",
+    count_from = count_from,
+    where = where,
+    order = "b.created_at DESC, b.id DESC",
+    outer_order = "page.created_at DESC, page.id DESC",
+    n = n,
+  })
+end
+
+local LIST_OF_CLIENT = list_sql([[
+  WHERE b.client_id = $1 AND ($2::booking_status IS NULL OR b.status = $2::booking_status)]],
+  2, "bookings b")
+
+local LIST_OF_OWNER = list_sql([[
+  WHERE s.owner_id = $1 AND ($2::booking_status IS NULL OR b.status = $2::booking_status)]], 2)
+
+local LIST_ALL = list_sql([[
+  WHERE ($1::booking_status IS NULL OR b.status = $1::booking_status)]], 1, "bookings b")
+
+-- Validation -----------------------------------------------------------------------------
+
+local READONLY = { readonly = true }
+
+local CREATE_BODY = {
+  space_id = { type = "integer", required = true, min = 1 },
+  start_datetime = { type = "datetime", required = true },
+  end_datetime = { type = "datetime", required = true },
+  guests = { type = "integer", min = 1, max = 1000000, default = 1 },
+  notes = { type = "string", nullable = true, max_length = 2000 },
+  id = READONLY,
+  client_id = READONLY,
+  status = READONLY,
+  total_price = READONLY,
+  currency = READONLY,
+  price_breakdown = READONLY,
+  duration_hours = READONLY,
+  decline_reason = READONLY,
+  created_at = READONLY,
+  updated_at = READONLY,
+}
+
+local DECLINE_BODY = {
+  reason = { type = "string", nullable = true, max_length = 500 },
+}
+
+local LIST_FILTERS = {
+  status = { type = "string", lower = true, enum = flow.STATUSES },
+}
+
+-- Shapes ---------------------------------------------------------------------------------
+
+-- A booking as the API shows it (row: flow.BOOKING_COLUMNS and flow.SPACE_EMBED).
+function _M.booking(row)
+  local zone = row.space_timezone
+  local currency = row.currency
+  return {
+    id = row.id,
+    client_id = row.client_id,
+    space_id = row.space_id,
+    start_datetime = time.format(row.start_s, zone),
+    end_datetime = time.format(row.end_s, zone),
+    duration_hours = (row.end_s - row.start_s) / 3600,
+    guests = row.guests,
+    notes = row.notes,
+    total_price = money.to_major(row.total_minor, currency),
+    currency = currency,
+    price_breakdown = flow.breakdown_major(row.price_breakdown, currency),
+    status = row.status,
+    decline_reason = row.decline_reason,
+    created_at = row.created_at,
+    updated_at = row.updated_at,
+    space = {
+      id = row.space_id,
+      title = row.space_title,
+      location = row.space_location,
+      main_image_url = row.space_main_image_url,
+    },
+  }
+end
+
+-- Helpers --------------------------------------------------------------------------------
+
+local function is_admin(user)
+  return user.role == "admin"
+end
+
+local function is_host(user, row)
+  return is_admin(user) or row.space_owner_id == user.id
+end
+
+-- The booking if the caller may see it (its client, the space's owner, an admin), else 404.
+local function visible_booking(req)
+  local row = db.one(flow.BOOKING_BY_ID, req.params.id)
+  local user = req.user
+  if not row or not (row.client_id == user.id or is_host(user, row)) then
+    api.not_found("booking")
+  end
+  return row
+end
+
+-- The booking if the caller may answer it (the space's owner, an admin), else 404.
+local function hosted_booking(req)
+  local row = db.one(flow.BOOKING_BY_ID, req.params.id)
+  if not row or not is_host(req.user, row) then
+    api.not_found("booking")
+  end
+  return row
+end
+
+local function parse_time(field, text, zone)
+  local epoch, err = time.parse(text, zone)
+  if not epoch then
+    api.fail({ [field] = err })
+  end
+  return epoch
+end
+
+-- Handlers -------------------------------------------------------------------------------
+
+function _M.create(req)
+  local body = req.body
+  local space = db.one(flow.SPACE_FOR_BOOKING, body.space_id)
+  if not space or space.deleted then
+    api.fail({ space_id = "no such space" })
+  end
+  local zone = space.timezone
+  local start_s = parse_time("start_datetime", body.start_datetime, zone)
+  local end_s = parse_time("end_datetime", body.end_datetime, zone)
+  local notes = body.notes
+  if notes == "" then
+    notes = nil
+  end
+  local row = flow.create(req.user.id, space, start_s, end_s, body.guests, notes)
+  local message = "Booking request created successfully"
+  if row.status == "confirmed" then
+    message = "Booking confirmed"
+  end
+  return 201, { message = message, booking = _M.booking(row) }
+end
+
+function _M.list(req)
+  local f, pager = api.list_params(req, LIST_FILTERS)
+  local user = req.user
+  if is_admin(user) then
+    return spaces.page_of(req, pager, LIST_ALL, { f.status }, 1, _M.booking)
+  end
+  if user.role == "owner" then
+    return spaces.page_of(req, pager, LIST_OF_OWNER, { user.id, f.status }, 2, _M.booking)
+  end
+  return spaces.page_of(req, pager, LIST_OF_CLIENT, { user.id, f.status }, 2, _M.booking)
+end
+
+function _M.show(req)
+  return 200, _M.booking(visible_booking(req))
+end
+
+function _M.approve(req)
+  local row = flow.approve(hosted_booking(req))
+  return 200, { message = "Booking approved", booking = _M.booking(row) }
+end
+
+function _M.decline(req)
+  local reason = req.body.reason
+  if reason == "" or reason == json.null then
+    reason = nil
+  end
+  local row = flow.decline(hosted_booking(req), reason)
+  return 200, { message = "Booking declined", booking = _M.booking(row) }
+end
+
+function _M.cancel(req)
+  local booking = visible_booking(req)
+  local by_host = booking.client_id ~= req.user.id
+  local row, percent = flow.cancel(booking, by_host)
+  local currency = row.currency
+  return 200, {
+    message = "Booking cancelled",
+    booking = _M.booking(row),
+    refund = {
+      percent = percent,
+      amount = money.to_major(row.refund_minor, currency),
+      currency = currency,
+    },
+  }
+end
+
+-- Routes ---------------------------------------------------------------------------------
+
+local function compat(path)
+  return { path, compat = true }
+end
+
+local TAGS = { "bookings" }
+local HOSTS = { "owner", "admin" }
+
+spacer.post({ "/api/bookings/bookings", compat("/api/bookings") }, {
+  roles = { "client" },
+  body = CREATE_BODY,
+  summary = "Request a booking (client); an instant-book space confirms it at once",
+  tags = TAGS,
+}, _M.create)
+
+spacer.get({ "/api/bookings/bookings", compat("/api/bookings") }, {
+  auth = true,
+  summary = "A client's bookings, an owner's spaces' bookings, every booking for an admin; "
+    .. "filter status; page, per_page",
+  tags = TAGS,
+}, _M.list)
+
+spacer.get(compat("/api/owner/bookings"), {
+  roles = HOSTS,
+  summary = "The bookings of the caller's spaces (every booking for an admin)",
+  tags = TAGS,
+}, _M.list)
+
+spacer.get(compat("/api/admin/bookings"), {
+  roles = { "admin" },
+  summary = "Every booking (admin)",
+  tags = TAGS,
+}, _M.list)
+
+spacer.get("/api/bookings/bookings/{id}", {
+  auth = true,
+  summary = "One booking (its client, the space's owner, admin)",
+  tags = TAGS,
+}, _M.show)
+
+spacer.patch({ "/api/bookings/bookings/{id}/approve", compat("/api/owner/bookings/{id}/approve") }, {
+  roles = HOSTS,
+  summary = "Confirm a pending booking; overlapping pending requests are declined",
+  tags = TAGS,
+}, _M.approve)
+
+spacer.patch({ "/api/bookings/bookings/{id}/decline", compat("/api/owner/bookings/{id}/decline") }, {
+  roles = HOSTS,
+  body = DECLINE_BODY,
+  summary = "Decline a pending booking; optional reason",
+  tags = TAGS,
+}, _M.decline)
+
+spacer.patch("/api/bookings/bookings/{id}/cancel", {
+  auth = true,
+  summary = "Cancel a pending or upcoming confirmed booking; the policy decides the refund",
+  tags = TAGS,
+}, _M.cancel)
+
+return _M

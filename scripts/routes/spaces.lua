@@ -1,0 +1,653 @@
+-- routes/spaces.lua: event spaces. The public list (search and filters), one space, an
+-- owner's own spaces, busy intervals, price quotes, and the owners' create, update and
+-- (soft) delete; on the canonical /api/spaces/spaces... paths and the old web app's
+-- /api/spaces... paths.
+--
+-- Every list page is one SQL statement (spaces.paged_sql): the page, found through the
+-- ordering index and cut by LIMIT, and the total, counted without carrying whole rows, in
+-- two CTEs of one query (4 times the throughput of count(*) OVER (), which materialises every
+-- matching row before the LIMIT). The optional filters are parameters of one constant
+-- statement ($n IS NULL OR ...), so each statement is prepared once per connection.
+--
+-- Prices are integer minor units in the database and decimal major units in JSON. A time
+-- without an offset is read in the space's own zone (in the list's availability filter: in
+-- each space's zone).
+local api = require("lib.api")
+local money = require("lib.money")
+local flow = require("booking_flow")
+
+local _M = {}
+
+local db = spacer.db
+local json = spacer.json
+local NULL = json.null
+
+local DEFAULT_CURRENCY = "KES"
+local MAX_AVAILABILITY_DAYS = 366
+local DEFAULT_AVAILABILITY_DAYS = 30
+
+-- Currencies whose minor unit is not the hundredth (see lib/money.lua), for the price filter
+-- in SQL; checked against money.exponent when this file loads.
+local ZERO_DECIMALS = { "UGX", "RWF", "BIF", "DJF", "XAF", "XOF", "JPY", "KRW", "CLP", "VND", "ISK" }
+local THREE_DECIMALS = { "BHD", "KWD", "OMR", "JOD", "TND", "LYD", "IQD" }
+
+local function sql_codes(codes, exponent)
+  local quoted = {}
+  for i, code in ipairs(codes) do
+    assert(money.exponent(code) == exponent, "routes/spaces.lua: exponent of " .. code)
+    quoted[i] = "'" .. code .. "'"
+  end
+  return table.concat(quoted, ", ")
+end
+
+-- The factor from a major amount to the space's minor units.
+local MINOR_FACTOR = "(CASE WHEN s.currency IN (" .. sql_codes(ZERO_DECIMALS, 0) .. ") THEN 1"
+  .. " WHEN s.currency IN (" .. sql_codes(THREE_DECIMALS, 3) .. ") THEN 1000 ELSE 100 END)"
+
+-- SQL ------------------------------------------------------------------------------------
+
+local COLUMNS = [[
+  s.id, s.owner_id, s.title, s.description, s.location, s.capacity, s.amenities,
+  s.price_per_hour_minor, s.price_per_day_minor, s.currency, s.timezone, s.is_available,
+  s.main_image_url, s.instant_book, s.created_at, s.updated_at]]
+
+-- The public list's filters: $1 q (full-text, websearch syntax), $2 location (an ILIKE
+-- pattern), $3 min_capacity, $4 max_price_per_hour (major units, in each space's currency),
+-- $5/$6 available_from (epoch, or local text read in the space's zone), $7/$8 available_to.
+local PUBLIC_WHERE = [[
+  WHERE s.is_available AND s.deleted_at IS NULL
+    AND ($1::text IS NULL OR s.search @@ websearch_to_tsquery('simple', $1::text))
+    AND ($2::text IS NULL OR s.location ILIKE $2::text)
+    AND ($3::int IS NULL OR s.capacity >= $3::int)
+    AND ($4::numeric IS NULL OR s.price_per_hour_minor <= $4::numeric * ]] .. MINOR_FACTOR .. [[)
+    AND (($5::float8 IS NULL AND $6::text IS NULL) OR NOT EXISTS (
+      SELECT 1 FROM bookings b
+      WHERE b.space_id = s.id AND b.status = 'confirmed'
+        AND b.start_at < COALESCE(to_timestamp($7::float8), $8::timestamp AT TIME ZONE s.timezone)
+        AND b.end_at > COALESCE(to_timestamp($5::float8), $6::timestamp AT TIME ZONE s.timezone)))
+]]
+
+-- spaces.paged_sql(p) -> one constant statement answering a page and the total:
+--   p.select, p.from, p.where, p.order   the page: SELECT select FROM from where ORDER BY order
+--   p.count_from (default p.from)        the FROM of the count (same where)
+--   p.outer_order                        p.order in terms of the page's output columns
+--   p.n                                  the number of filter parameters: LIMIT is $n+1,
+--                                        OFFSET $n+2
+-- Every answer has at least one row: past the last page, a row whose page columns are NULL
+-- (spaces.page_of drops it), so the total is always there.
+function _M.paged_sql(p)
+  return string.format([[
+    WITH page AS (SELECT %s FROM %s %s ORDER BY %s LIMIT $%d OFFSET $%d),
+         counted AS (SELECT count(*) AS total FROM %s %s)
+    SELECT page.*, counted.total FROM counted LEFT JOIN page ON true ORDER BY %s]],
+    p.select, p.from, p.where, p.order, p.n + 1, p.n + 2, p.count_from or p.from, p.where,
+    p.outer_order)
+end
+
+local LIST_PUBLIC = _M.paged_sql({
+  select = COLUMNS,
+  from = "spaces s",
+  where = PUBLIC_WHERE,
+  order = "s.created_at DESC, s.id DESC",
+  outer_order = "page.created_at DESC, page.id DESC",
+  n = 8,
+})
+
+local LIST_MINE = _M.paged_sql({
+  select = COLUMNS,
+  from = "spaces s",
+  where = "WHERE s.owner_id = $1 AND s.deleted_at IS NULL",
+  order = "s.created_at DESC, s.id DESC",
+  outer_order = "page.created_at DESC, page.id DESC",
+  n = 1,
+})
+
+local SPACE_WITH_OWNER = "SELECT " .. COLUMNS .. [[, u.name AS owner_name
+  FROM spaces s JOIN users u ON u.id = s.owner_id
+  WHERE s.id = $1 AND s.deleted_at IS NULL]]
+
+local SPACE_FOR_CHANGE = [[
+  SELECT id, owner_id, currency, timezone FROM spaces WHERE id = $1 AND deleted_at IS NULL]]
+
+local SPACE_BRIEF = [[
+  SELECT id, timezone, price_per_hour_minor, price_per_day_minor, currency
+  FROM spaces WHERE id = $1 AND deleted_at IS NULL]]
+
+local OWNER_ROLE = "SELECT role::text AS role FROM users WHERE id = $1"
+
+local INSERT_SPACE = [[
+  INSERT INTO spaces AS s (owner_id, title, description, location, capacity, amenities,
+                           price_per_hour_minor, price_per_day_minor, currency, timezone,
+                           is_available, instant_book, main_image_url)
+  VALUES ($1, $2, $3, $4, $5, ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7, $8, $9,
+          $10, $11, $12, $13)
+  RETURNING ]] .. COLUMNS
+
+-- NULL keeps a column; main_image_url is set when $14 is true (it may be set to NULL).
+local UPDATE_SPACE = [[
+  UPDATE spaces AS s SET
+    title = COALESCE($2, s.title),
+    description = COALESCE($3, s.description),
+    location = COALESCE($4, s.location),
+    capacity = COALESCE($5, s.capacity),
+    amenities = CASE WHEN $6::jsonb IS NULL THEN s.amenities
+                     ELSE ARRAY(SELECT jsonb_array_elements_text($6::jsonb)) END,
+    price_per_hour_minor = COALESCE($7, s.price_per_hour_minor),
+    price_per_day_minor = COALESCE($8, s.price_per_day_minor),
+    currency = COALESCE($9, s.currency),
+    timezone = COALESCE($10, s.timezone),
+    is_available = COALESCE($11, s.is_available),
+    instant_book = COALESCE($12, s.instant_book),
+    main_image_url = CASE WHEN $14::bool THEN $13 ELSE s.main_image_url END,
+    owner_id = COALESCE($15, s.owner_id)
+  WHERE s.id = $1 AND s.deleted_at IS NULL
+  RETURNING ]] .. COLUMNS
+
+local LOCK_FOR_DELETE = [[
+  SELECT owner_id FROM spaces WHERE id = $1 AND deleted_at IS NULL FOR UPDATE]]
+
+-- A confirmed booking that has not ended yet.
+local FUTURE_CONFIRMED = [[
+  SELECT id, count(*) OVER () AS total FROM bookings
+  WHERE space_id = $1 AND status = 'confirmed' AND end_at > now()
+  ORDER BY start_at LIMIT 1]]
+
+local SOFT_DELETE = "UPDATE spaces SET deleted_at = now() WHERE id = $1"
+
+-- $1 space, $2/$3 the window (epochs).
+local BUSY = _M.paged_sql({
+  select = [[extract(epoch FROM b.start_at)::bigint AS start_s,
+             extract(epoch FROM b.end_at)::bigint AS end_s]],
+  from = "bookings b",
+  where = [[WHERE b.space_id = $1 AND b.status = 'confirmed'
+              AND b.start_at < to_timestamp($3) AND b.end_at > to_timestamp($2)]],
+  order = "b.start_at",
+  outer_order = "page.start_s",
+  n = 3,
+})
+
+-- Lists: one statement per page -----------------------------------------------------------
+
+-- spaces.page_of(req, pager, sql, args, n, shape[, key]) -> 200, array, headers
+-- Runs a statement of spaces.paged_sql with args ($1..$n) and the pager's LIMIT and OFFSET,
+-- and answers as api.list. key: a page column that is never NULL in a real row ("id").
+function _M.page_of(req, pager, sql, args, n, shape, key)
+  local params = { table.unpack(args, 1, n) }
+  params[n + 1] = pager.limit
+  params[n + 2] = pager.offset
+  local rows = db.query(sql, table.unpack(params, 1, n + 2))
+  local total = rows[1] and rows[1].total or 0
+  if rows[1] and rows[1][key or "id"] == NULL then
+    rows = {}
+  end
+  return api.list(req, pager, rows, total, shape)
+end
+
+-- Shapes -----------------------------------------------------------------------------------
+
+local function amenities_of(row, compat)
+  local list = row.amenities
+  if type(list) ~= "table" or list == NULL then
+    list = {}
+  end
+  if compat then
+    return table.concat(list, ",")
+  end
+  local out = {}
+  for i, item in ipairs(list) do
+    out[i] = item
+  end
+  return json.array(out)
+end
+
+-- A space as the API shows it; compat: amenities as one comma-separated string.
+function _M.space(row, compat)
+  local currency = row.currency
+  return {
+    id = row.id,
+    owner_id = row.owner_id,
+    title = row.title,
+    description = row.description,
+    location = row.location,
+    capacity = row.capacity,
+    amenities = amenities_of(row, compat),
+    price_per_hour = money.to_major(row.price_per_hour_minor, currency),
+    price_per_day = money.to_major(row.price_per_day_minor, currency),
+    currency = currency,
+    timezone = row.timezone,
+    is_available = row.is_available,
+    main_image_url = row.main_image_url,
+    instant_book = row.instant_book,
+    created_at = row.created_at,
+    updated_at = row.updated_at,
+  }
+end
+
+local function shape_for(req)
+  local compat = req.compat
+  return function(row)
+    return _M.space(row, compat)
+  end
+end
+
+-- Validation -------------------------------------------------------------------------------
+
+local function currency_code(value)
+  if not value:match("^%a%a%a$") then
+    return "must be a three-letter currency code like KES"
+  end
+  return nil
+end
+
+local function time_zone(value)
+  if not spacer.time.valid_zone(value) then
+    return "must be a time zone like Africa/Nairobi"
+  end
+  return nil
+end
+
+local function no_comma(value)
+  if value:find(",", 1, true) then
+    return "must not contain a comma"
+  end
+  return nil
+end
+
+-- An http(s) URL or a relative one (the web app may store upload paths); never another
+-- scheme (javascript:, data:) that a page would follow.
+local function image_url(value)
+  local scheme = value:match("^(%a[%w+.-]*):")
+  if scheme and scheme:lower() ~= "http" and scheme:lower() ~= "https" then
+    return "must be an http(s) URL"
+  end
+  if value:find("%s") then
+    return "must be a URL without spaces"
+  end
+  return nil
+end
+
+local READONLY = { readonly = true }
+
+-- Prices are read as numbers here and turned into minor units of the space's currency by
+-- the handler (the currency may come from the body or from the space).
+local SPACE_BODY = {
+  title = { type = "string", required = true, max_length = 200 },
+  description = { type = "string", required = true, max_length = 10000 },
+  location = { type = "string", required = true, max_length = 200 },
+  capacity = { type = "integer", required = true, min = 1, max = 1000000 },
+  amenities = {
+    type = "array",
+    split = ",",
+    max_length = 100,
+    items = { type = "string", min_length = 1, max_length = 100, check = no_comma },
+  },
+  price_per_hour = { type = "number", required = true, min = 0 },
+  price_per_day = { type = "number", required = true, min = 0 },
+  currency = { type = "string", check = currency_code },
+  timezone = { type = "string", check = time_zone },
+  is_available = { type = "boolean", default = true },
+  instant_book = { type = "boolean", default = false },
+  main_image_url = { type = "string", nullable = true, max_length = 2048, check = image_url },
+  -- an admin may give a space to an owner; for owners it is read-only (checked below)
+  owner_id = { type = "integer", min = 1 },
+  id = READONLY,
+  created_at = READONLY,
+  updated_at = READONLY,
+  deleted_at = READONLY,
+}
+
+local LIST_FILTERS = {
+  q = { type = "string", max_length = 200 },
+  location = { type = "string", max_length = 200 },
+  min_capacity = { type = "integer", min = 0, max = 1000000 },
+  max_price_per_hour = { type = "number", min = 0 },
+  available_from = { type = "datetime" },
+  available_to = { type = "datetime" },
+}
+
+local WINDOW = {
+  from = { type = "datetime" },
+  to = { type = "datetime" },
+}
+
+local QUOTE_QUERY = {
+  start = { type = "datetime", required = true },
+  ["end"] = { type = "datetime", required = true },
+}
+
+-- "2026-12-01T10:00" has no offset; "...Z", "...+03:00", "...-0500" have one.
+local function has_offset(text)
+  local clock = text:match("[Tt ](.*)$") or ""
+  return clock:find("[Zz+-]") ~= nil
+end
+
+-- A query time: (epoch, nil) with an offset, (nil, local text) without one, and the epoch
+-- in the default zone to compare the two ends. Raises 422 naming the field when unreadable.
+local function query_time(name, text, zone)
+  local epoch, err = spacer.time.parse(text, zone)
+  if not epoch then
+    api.fail({ [name] = err })
+  end
+  if has_offset(text) then
+    return epoch, nil, epoch
+  end
+  return nil, text, epoch
+end
+
+local function blank_to_nil(s)
+  if s == nil or s == "" then
+    return nil
+  end
+  return s
+end
+
+-- "%", "_" and "\" taken literally in an ILIKE pattern.
+local function like_pattern(text)
+  return "%" .. text:gsub("[\\%%_]", "\\%0") .. "%"
+end
+
+local function minor(value, currency, field)
+  local n, err = money.parse(value, currency)
+  if not n then
+    api.fail({ [field] = err })
+  end
+  return n
+end
+
+local function is_admin(req)
+  return req.user.role == "admin"
+end
+
+-- owner_id in a body: an admin's to give (to an owner or admin); ignored on compatibility
+-- paths (the web app sends the space back whole); for anyone else a 422.
+local function owner_from_body(req, body)
+  local owner_id = body.owner_id
+  if owner_id == nil or req.compat then
+    return nil
+  end
+  if not is_admin(req) then
+    api.fail({ owner_id = "may not be set" })
+  end
+  local row = db.one(OWNER_ROLE, owner_id)
+  if not row or (row.role ~= "owner" and row.role ~= "admin") then
+    api.fail({ owner_id = "must be the id of an owner" })
+  end
+  return owner_id
+end
+
+local function find_space(id)
+  local row = db.one(SPACE_FOR_CHANGE, id)
+  if not row then
+    api.not_found("space")
+  end
+  return row
+end
+
+local function check_owner(req, space)
+  if space.owner_id ~= req.user.id and not is_admin(req) then
+    spacer.error(403, "this space belongs to another owner", "forbidden")
+  end
+end
+
+local function sanitise_image(value)
+  if value == "" then
+    return NULL
+  end
+  return value
+end
+
+-- Handlers ---------------------------------------------------------------------------------
+
+function _M.list(req)
+  local f, pager = api.list_params(req, LIST_FILTERS)
+  local zone = flow.SETTINGS.default_timezone
+  local from_epoch, from_text, from_cmp, to_epoch, to_text, to_cmp
+  if f.available_from or f.available_to then
+    local fields = {}
+    if not f.available_from then
+      fields.available_from = "is required with available_to"
+    end
+    if not f.available_to then
+      fields.available_to = "is required with available_from"
+    end
+    if next(fields) then
+      api.fail(fields)
+    end
+    from_epoch, from_text, from_cmp = query_time("available_from", f.available_from, zone)
+    to_epoch, to_text, to_cmp = query_time("available_to", f.available_to, zone)
+    if to_cmp <= from_cmp then
+      api.fail({ available_to = "must be after available_from" })
+    end
+  end
+  local q = blank_to_nil(f.q)
+  local location = blank_to_nil(f.location)
+  return _M.page_of(req, pager, LIST_PUBLIC, {
+    q,
+    location and like_pattern(location),
+    f.min_capacity,
+    f.max_price_per_hour,
+    from_epoch, from_text, to_epoch, to_text,
+  }, 8, shape_for(req))
+end
+
+function _M.mine(req)
+  local _, pager = api.list_params(req, nil)
+  return _M.page_of(req, pager, LIST_MINE, { req.user.id }, 1, shape_for(req))
+end
+
+function _M.show(req)
+  local row = db.one(SPACE_WITH_OWNER, req.params.id)
+  if not row then
+    api.not_found("space")
+  end
+  local space = _M.space(row, req.compat)
+  space.owner = { id = row.owner_id, name = row.owner_name }
+  return 200, space
+end
+
+function _M.create(req)
+  local body = req.body
+  local owner_id = owner_from_body(req, body) or req.user.id
+  local currency = body.currency and body.currency:upper() or DEFAULT_CURRENCY
+  local per_hour = minor(body.price_per_hour, currency, "price_per_hour")
+  local per_day = minor(body.price_per_day, currency, "price_per_day")
+  local row = db.one(INSERT_SPACE, owner_id, body.title, body.description, body.location,
+    body.capacity, json.array(body.amenities or {}), per_hour, per_day, currency,
+    body.timezone or flow.SETTINGS.default_timezone, body.is_available, body.instant_book,
+    sanitise_image(body.main_image_url))
+  return 201, { message = "Space created successfully", space = _M.space(row, req.compat) }
+end
+
+function _M.update(req)
+  local body = req.body
+  local current = find_space(req.params.id)
+  check_owner(req, current)
+  local owner_id = owner_from_body(req, body)
+  local currency = body.currency and body.currency:upper() or current.currency
+  local per_hour, per_day
+  if body.price_per_hour ~= nil then
+    per_hour = minor(body.price_per_hour, currency, "price_per_hour")
+  end
+  if body.price_per_day ~= nil then
+    per_day = minor(body.price_per_day, currency, "price_per_day")
+  end
+  -- Prices are minor units: a currency with another minor unit needs them restated.
+  if money.exponent(currency) ~= money.exponent(current.currency) then
+    local fields = {}
+    if per_hour == nil then
+      fields.price_per_hour = "is required when the currency changes to " .. currency
+    end
+    if per_day == nil then
+      fields.price_per_day = "is required when the currency changes to " .. currency
+    end
+    if next(fields) then
+      api.fail(fields)
+    end
+  end
+  local image = body.main_image_url
+  local row = db.one(UPDATE_SPACE, current.id, body.title, body.description, body.location,
+    body.capacity, body.amenities and json.array(body.amenities) or nil, per_hour, per_day,
+    body.currency and currency or nil, body.timezone, body.is_available, body.instant_book,
+    image ~= nil and sanitise_image(image) or nil, image ~= nil, owner_id)
+  if not row then
+    api.not_found("space")
+  end
+  return 200, { message = "Space updated successfully", space = _M.space(row, req.compat) }
+end
+
+function _M.delete(req)
+  local id = req.params.id
+  db.tx(function()
+    local space = db.one(LOCK_FOR_DELETE, id)
+    if not space then
+      api.not_found("space")
+    end
+    check_owner(req, space)
+    local busy = db.one(FUTURE_CONFIRMED, id)
+    if busy then
+      spacer.error(409, "this space has " .. busy.total .. " confirmed booking(s) still to come;"
+        .. " cancel them first", {
+        code = "space_has_bookings",
+        extra = { booking_id = busy.id, future_confirmed_bookings = busy.total },
+      })
+    end
+    db.exec(flow.DECLINE_PENDING_OF_SPACE, id, flow.SETTINGS.decline_reason_on_space_removed)
+    db.exec(SOFT_DELETE, id)
+  end)
+  return 200, { message = "Space deleted successfully" }
+end
+
+function _M.availability(req)
+  local space = db.one(SPACE_BRIEF, req.params.id)
+  if not space then
+    api.not_found("space")
+  end
+  local w, pager = api.list_params(req, WINDOW)
+  local zone = space.timezone
+  local now = spacer.time.now()
+  local from_s, to_s, err
+  if w.from then
+    from_s, err = spacer.time.parse(w.from, zone)
+    if not from_s then
+      api.fail({ from = err })
+    end
+  else
+    from_s = now
+  end
+  if w.to then
+    to_s, err = spacer.time.parse(w.to, zone)
+    if not to_s then
+      api.fail({ to = err })
+    end
+  else
+    to_s = from_s + DEFAULT_AVAILABILITY_DAYS * 86400
+  end
+  if to_s <= from_s then
+    api.fail({ to = "must be after from" })
+  end
+  if to_s - from_s > MAX_AVAILABILITY_DAYS * 86400 then
+    api.fail({ to = "must be at most " .. MAX_AVAILABILITY_DAYS .. " days after from" })
+  end
+  local format = spacer.time.format
+  return _M.page_of(req, pager, BUSY, { space.id, from_s, to_s }, 3, function(row)
+    return { start = format(row.start_s, zone), ["end"] = format(row.end_s, zone) }
+  end, "start_s")
+end
+
+function _M.quote(req)
+  local space = db.one(SPACE_BRIEF, req.params.id)
+  if not space then
+    api.not_found("space")
+  end
+  local t = api.query(req, QUOTE_QUERY)
+  local zone = space.timezone
+  local start_s, err = spacer.time.parse(t.start, zone)
+  if not start_s then
+    api.fail({ start = err })
+  end
+  local end_s
+  end_s, err = spacer.time.parse(t["end"], zone)
+  if not end_s then
+    api.fail({ ["end"] = err })
+  end
+  if end_s <= start_s then
+    api.fail({ ["end"] = "must be after start" })
+  end
+  local quote
+  quote, err = flow.quote(space, start_s, end_s)
+  if not quote then
+    error(err)
+  end
+  local out = flow.breakdown_major(quote)
+  out.space_id = space.id
+  out.start = spacer.time.format(start_s, zone)
+  out["end"] = spacer.time.format(end_s, zone)
+  return 200, out
+end
+
+-- Routes -----------------------------------------------------------------------------------
+
+local function compat(path)
+  return { path, compat = true }
+end
+
+local TAGS = { "spaces" }
+local OWNERS = { "owner", "admin" }
+
+spacer.get({ "/api/spaces/spaces", compat("/api/spaces") }, {
+  summary = "Available spaces; filters q, location, min_capacity, max_price_per_hour, "
+    .. "available_from, available_to; page, per_page",
+  tags = TAGS,
+}, _M.list)
+
+spacer.get({ "/api/spaces/spaces/mine", compat("/api/spaces/my") }, {
+  roles = OWNERS,
+  summary = "The caller's spaces, available or not",
+  tags = TAGS,
+}, _M.mine)
+
+spacer.get({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
+  summary = "One space, with its owner's id and name",
+  tags = TAGS,
+}, _M.show)
+
+spacer.get("/api/spaces/spaces/{id}/availability", {
+  summary = "Confirmed busy intervals between from and to (default: the next 30 days)",
+  tags = TAGS,
+}, _M.availability)
+
+spacer.get("/api/spaces/spaces/{id}/quote", {
+  summary = "What a booking from start to end would cost (nothing is booked)",
+  tags = TAGS,
+}, _M.quote)
+
+spacer.post({ "/api/spaces/spaces", compat("/api/spaces") }, {
+  roles = OWNERS,
+  body = SPACE_BODY,
+  summary = "Create a space (owner, admin)",
+  tags = TAGS,
+}, _M.create)
+
+spacer.patch({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
+  roles = OWNERS,
+  body = SPACE_BODY,
+  partial = true,
+  summary = "Change a space (its owner, admin)",
+  tags = TAGS,
+}, _M.update)
+
+spacer.put(compat("/api/spaces/{id}"), {
+  roles = OWNERS,
+  body = SPACE_BODY,
+  partial = true,
+  summary = "Change a space (its owner, admin)",
+  tags = TAGS,
+}, _M.update)
+
+spacer.delete({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
+  roles = OWNERS,
+  summary = "Remove a space (its owner, admin); 409 while confirmed bookings are to come",
+  tags = TAGS,
+}, _M.delete)
+
+return _M
