@@ -1,0 +1,552 @@
+#!/bin/sh
+# bench.sh: the benchmark of `make bench` (which builds ./spacer with RELEASE=1 first).
+#
+# On 127.0.0.1 only, everything started here is stopped (by pid) when it ends, however it ends:
+#   1. a throw-away PostgreSQL (tools/devdb.sh, durability off), migrated (`spacer migrate`),
+#      loaded with bench/gen_data.sql: 1,000 users, 1,000 spaces, 100,000 bookings; every
+#      user has the same real bcrypt hash (cost 12) made once with `spacer hash-password`;
+#   2. the HTTP ceiling: Debian's nginx answering `return 200` (bench/nginx.conf, 2 workers);
+#   3. Spacer as shipped (spacer.conf: access_log on, to a file) with 2 workers; wrk runs
+#      each scenario (bench/wrk/*.lua) for BENCH_DURATION s after a BENCH_WARMUP s warm-up,
+#      at 32 connections, and the read scenarios at 256 too;
+#   4. memory: each worker's VmRSS idle, and holding 10,000 idle keep-alive connections
+#      (bench/keepalive.py);
+#   5. reload under load: the quote scenario without, then with, `spacer reload` every 200 ms;
+#   6. the database ceilings: pgbench -M prepared -c 32 -j 2 running bench/pgbench/*.sql, the
+#      SQL each database scenario runs; the bcrypt ceiling: cores / the time of one cost-12
+#      hash (`spacer hash-password` timed at cost 12, minus its start-up timed at cost 4).
+# Results: a Markdown table printed and written to bench/results/latest.md, the raw figures
+# in latest.json, a chart in latest.png (bench/report.py, bench/plot.gp).
+#
+# Environment: SPACER_BIN (default ./spacer), BENCH_DURATION (10), BENCH_WARMUP (3),
+# BENCH_KEEPALIVE (10000), BENCH_OUT (bench/results), BENCH_ONLY (space-separated scenario
+# ids to run, e.g. "healthz login"; default all: nginx healthz spaces_list space_by_id
+# bookings_list quote booking_create login reload memory), BENCH_PERF=1 (CPU profiles of
+# each measured run in $OUT/perf/, with perf; slows the runs a little).
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+SPACER=${SPACER_BIN:-./spacer}
+PY=/usr/bin/python3
+PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-3}
+KEEPALIVE=${BENCH_KEEPALIVE:-10000}
+OUT=${BENCH_OUT:-bench/results}
+ONLY=${BENCH_ONLY:-}
+THREADS=2
+CONNS=32
+CONNS_HIGH=256
+WORKERS=2
+USERS=1000
+SPACES=1000
+BOOKINGS=100000
+PASSWORD=bench-password-1
+CLIENT_LIST=101   # the client whose bookings are listed (about a hundred of them)
+CLIENT_BOOK=102   # the client who creates bookings (another one: the list stays the same)
+RELOAD_MS=200
+MIN_CAPACITY=10   # the list scenario's filter
+LIST_PAGES=5      # ... and its pages (1..5, at random)
+
+started=$(date +%s)
+log() { printf '== [%3ds] %s\n' $(( $(date +%s) - started )) "$*"; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+for tool in wrk nginx gnuplot curl; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (make deps)"
+done
+[ -x "$PGBIN/pgbench" ] || die "pgbench is missing (make deps)"
+[ -x "$SPACER" ] || die "$SPACER is missing (make RELEASE=1 spacer)"
+[ -x "$PY" ] || die "$PY is missing (make deps)"
+
+free_port() {
+    p=$1
+    while ss -ltnH 2>/dev/null | awk '{print $4}' | grep -q ":$p\$"; do p=$((p + 1)); done
+    echo "$p"
+}
+
+work=$(mktemp -d /tmp/spacer-bench.XXXXXX)
+chmod 755 "$work"
+pg_port=$(free_port $(( 30000 + $$ % 10000 )))
+http_port=$(free_port $(( pg_port + 1 )))
+nginx_port=$(free_port $(( http_port + 1 )))
+spacer_pid=""
+nginx_pid=""
+ka_pid=""
+reload_pid=""
+perf_pid=""
+
+stop_pid() { # pid signal seconds: signal it, wait up to seconds, then SIGKILL
+    [ -n "$1" ] || return 0
+    kill -0 "$1" 2>/dev/null || return 0
+    kill "-$2" "$1" 2>/dev/null
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt $(( $3 * 10 )) ]; do sleep 0.1; i=$((i + 1)); done
+    kill -0 "$1" 2>/dev/null && kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+}
+cleanup() {
+    trap - EXIT INT TERM
+    stop_pid "$perf_pid" INT 5
+    stop_pid "$reload_pid" TERM 2
+    stop_pid "$ka_pid" TERM 5
+    stop_pid "$nginx_pid" TERM 5
+    stop_pid "$spacer_pid" TERM 15
+    sh tools/devdb.sh destroy "$work/pg" >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# File descriptors: 10,000 keep-alive connections need more than the usual 1,024 (the
+# server's and the load generators'); as high as the hard limit allows.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+results=$work/results.jsonl
+: >"$results"
+skipped=""
+skip() { skipped="$skipped${skipped:+|}$*"; log "skipped: $*"; }
+want() { [ -z "$ONLY" ] || case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
+
+# ---- PostgreSQL, schema, data ------------------------------------------------------------
+log "throw-away PostgreSQL on 127.0.0.1:$pg_port (in $work/pg)"
+sh tools/devdb.sh init "$work/pg" "$pg_port" --fast >"$work/devdb.log" 2>&1 &&
+    sh tools/devdb.sh start "$work/pg" "$pg_port" >>"$work/devdb.log" 2>&1 ||
+    { cat "$work/devdb.log"; die "PostgreSQL did not start"; }
+DATABASE_URL=$(sh tools/devdb.sh url "$work/pg" "$pg_port")
+export DATABASE_URL
+PSQL="$PGBIN/psql -X -q -v ON_ERROR_STOP=1 -h $work/pg/run -p $pg_port -U spacer -d spacer"
+
+# Spacer's settings for every command below: as shipped (spacer.conf) but for these.
+export SPACER_SERVER_PORT=$http_port
+export SPACER_SERVER_WORKERS=$WORKERS
+export SPACER_SERVER_PID_FILE=$work/spacer.pid
+export SPACER_AUTH_BCRYPT_COST=12
+export JWT_SECRET_KEY=bench-secret-0123456789abcdef0123456789abcdef
+
+log "migrate"
+"$SPACER" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log"; die "migrate failed"; }
+
+log "bench data: $USERS users, $SPACES spaces, $BOOKINGS bookings (bench/gen_data.sql)"
+hash=$(printf '%s\n' "$PASSWORD" | timeout 60 "$SPACER" hash-password) || die "hash-password failed"
+timeout 300 $PSQL -v hash="$hash" -v users=$USERS -v spaces=$SPACES -v bookings=$BOOKINGS \
+    -f bench/gen_data.sql >"$work/gen.log" 2>&1 || { cat "$work/gen.log"; die "bench/gen_data.sql failed"; }
+space_min=$($PSQL -Atc "SELECT min(id) FROM spaces")
+space_max=$($PSQL -Atc "SELECT max(id) FROM spaces")
+
+# ---- meta ---------------------------------------------------------------------------------
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=false
+git diff-index --quiet HEAD -- 2>/dev/null || dirty=true
+access_log=$(sed -n 's/^[[:space:]]*access_log[[:space:]]*=[[:space:]]*\([a-z]*\).*/\1/p' spacer.conf | head -1)
+[ -n "${SPACER_HTTP_ACCESS_LOG:-}" ] && access_log=$SPACER_HTTP_ACCESS_LOG
+cores=$(nproc)
+printf '{"kind":"meta","date":"%s","commit":"%s","dirty":%s,"cpu":"%s","cores":%d,"kernel":"%s","workers":%d,"access_log":"%s","pg_version":"%s","pg_fast":true,"duration":%d,"warmup":%d,"threads":%d,"users":%d,"spaces":%d,"bookings":%d,"wrk":"%s","nginx":"%s","loadavg_start":"%s"}\n' \
+    "$(date -u +%Y-%m-%dT%H:%MZ)" "$commit" "$dirty" \
+    "$(json_str "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)")" "$cores" \
+    "$(uname -r)" "$WORKERS" "${access_log:-?}" \
+    "$("$PGBIN/postgres" --version | awk '{print $3}')" "$DURATION" "$WARMUP" "$THREADS" \
+    "$USERS" "$SPACES" "$BOOKINGS" "$(json_str "$(wrk -v 2>&1 | head -1 | cut -c1-60)")" \
+    "$(nginx -v 2>&1 | sed 's/.*nginx\///')" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$results"
+
+# ---- wrk ----------------------------------------------------------------------------------
+export BENCH_WRK_DIR=$ROOT/bench/wrk
+export BENCH_SPACE_MIN=$space_min BENCH_SPACE_MAX=$space_max BENCH_USERS=$USERS
+export BENCH_PASSWORD=$PASSWORD BENCH_THREADS=$THREADS
+export BENCH_MIN_CAPACITY=$MIN_CAPACITY BENCH_LIST_PAGES=$LIST_PAGES
+# Bookings made by the bench start here: after every generated one (they end 65 days ahead).
+BENCH_SLOT_EPOCH=$(( ($(date +%s) / 86400 + 120) * 86400 ))
+export BENCH_SLOT_EPOCH
+slot_pass=0
+
+# ---- CPU accounting: where the machine's time went during each measured run --------------
+# Ticks (1/CLK_TCK s) of user + system time: of a process tree (the process, its reaped
+# children, its live children — Spacer's master and workers, nginx, the postmaster and its
+# backends), of the machine (/proc/stat), and of this shell's reaped children (`times`:
+# wrk or pgbench, the load generator). What the machine spent beyond ours is other load.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+tree_ticks() {
+    if [ -z "${1:-}" ] || [ ! -r "/proc/$1/stat" ]; then echo 0; return; fi
+    for k in "$1" $(pgrep -P "$1"); do
+        sed 's/.*) //' "/proc/$k/stat" 2>/dev/null
+    done | awk '{ s += $12 + $13 + $14 + $15 } END { print s + 0 }'
+}
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+pg_pid() { head -1 "$work/pg/data/postmaster.pid" 2>/dev/null; }
+# The shell's reaped children, in seconds: `times` runs in this shell (in a subshell it would
+# count the subshell's children), then its output is read.
+children_s() {
+    sed -n 2p "$work/times" | awk '{
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+        print t }'
+}
+cpu_begin() { # server_pid
+    cpu_srv0=$(tree_ticks "$1"); cpu_pg0=$(tree_ticks "$(pg_pid)")
+    times >"$work/times"
+    cpu_c0=$(children_s)
+    cpu_m0=$(machine_ticks)
+    cpu_t0=$(date +%s%N)
+}
+cpu_end() { # server_pid: sets cpu to a JSON member "cpu":{...}
+    times >"$work/times"
+    cpu_t1=$(date +%s%N)
+    cpu_m1=$(machine_ticks)
+    cpu_c1=$(children_s)
+    cpu_srv1=$(tree_ticks "$1"); cpu_pg1=$(tree_ticks "$(pg_pid)")
+    cpu=$(awk -v s0="$cpu_srv0" -v s1="$cpu_srv1" -v p0="$cpu_pg0" -v p1="$cpu_pg1" -v m0="$cpu_m0" \
+        -v m1="$cpu_m1" -v c0="$cpu_c0" -v c1="$cpu_c1" -v t0="$cpu_t0" -v t1="$cpu_t1" \
+        -v hz="$CLK_TCK" -v cores="$cores" 'BEGIN {
+        printf "\"cpu\":{\"server_s\":%.2f,\"postgres_s\":%.2f,\"client_s\":%.2f,\"machine_busy_s\":%.2f,\"wall_s\":%.3f,\"cores\":%d}",
+            (s1 - s0) / hz, (p1 - p0) / hz, c1 - c0, (m1 - m0) / hz, (t1 - t0) / 1e9, cores }')
+}
+
+# BENCH_PERF=1: a CPU profile of the server's processes (and PostgreSQL's) during each measured
+# run, `perf record -e cpu-clock -g`, summarised in $OUT/perf/<scenario>-<conns>.txt.
+perf_pid=""
+perf_start() { # name
+    [ "${BENCH_PERF:-0}" = 1 ] || return 0
+    pids=$(printf '%s\n' "$server_pid" $(pgrep -P "$server_pid") $(pg_pid) $(pgrep -P "$(pg_pid)") |
+        grep -v '^$' | tr '\n' ',' | sed 's/,$//')
+    perf record -q -e cpu-clock -F 999 -g -p "$pids" -o "$work/perf-$1.data" \
+        -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf_pid=$!
+}
+perf_end() { # name
+    [ -n "$perf_pid" ] || return 0
+    stop_pid "$perf_pid" INT 30
+    perf_pid=""
+    mkdir -p "$OUT/perf"
+    {
+        echo "# perf record -e cpu-clock -g of the server's and PostgreSQL's processes, $1"
+        echo "## by process and library"
+        perf report -i "$work/perf-$1.data" --no-children --sort comm,dso --stdio -g none \
+            --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$'
+        echo "## by symbol, self"
+        perf report -i "$work/perf-$1.data" --no-children --sort comm,dso,symbol --stdio -g none \
+            --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep -v '^$'
+        echo "## by symbol, with callees"
+        perf report -i "$work/perf-$1.data" --children --sort comm,symbol --stdio -g none \
+            --percent-limit 2 2>/dev/null | grep -v '^#' | grep -v '^$'
+    } >"$OUT/perf/$1.txt"
+    rm -f "$work/perf-$1.data"
+}
+
+# run_wrk ID CONNS SCRIPT PATH [TIMEOUT]: warm-up, then the measured run; appends its figures.
+run_wrk() {
+    id=$1 c=$2 script=$3 path=$4 to=${5:-10s}
+    slot_pass=$((slot_pass + 1))
+    BENCH_SLOT_BASE=$((slot_pass * 1000000)) timeout $((WARMUP + 30)) \
+        wrk -t$THREADS -c"$c" -d"${WARMUP}s" --timeout "$to" -s "bench/wrk/$script" \
+        "http://127.0.0.1:$port$path" >"$work/wrk-warm.out" 2>&1
+    [ "$id" = login ] && sleep "$login_drain"
+    slot_pass=$((slot_pass + 1))
+    perf_start "$id-$c"
+    cpu_begin "$server_pid"
+    BENCH_SLOT_BASE=$((slot_pass * 1000000)) timeout $((DURATION + 30)) \
+        wrk -t$THREADS -c"$c" -d"${DURATION}s" --timeout "$to" --latency -s "bench/wrk/$script" \
+        "http://127.0.0.1:$port$path" >"$work/wrk-$id-$c.out" 2>&1
+    cpu_end "$server_pid"
+    perf_end "$id-$c"
+    [ "$id" = login ] && sleep "$login_drain"
+    line=$(sed -n 's/^BENCH {/{"kind":"wrk","id":"'"$id"'","conns":'"$c"','"$cpu"',/p' "$work/wrk-$id-$c.out")
+    if [ -z "$line" ]; then
+        cat "$work/wrk-$id-$c.out"
+        skip "$id at $c connections: wrk failed"
+        return 1
+    fi
+    printf '%s\n' "$line" >>"$results"
+    printf '%s\n' "$line" | "$PY" -c 'import json,sys
+r=json.loads(sys.stdin.read()); l=r["latency_us"]; e=sum(r["errors"].values()); c=r["cpu"]; n=max(1,r["requests"])
+print("   %-15s %3d conns: %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %d  cpu/req: server %.0f us, pg %.0f us, wrk %.0f us; other load %.0f%%" % (
+    r["id"], r["conns"], r["rps"], l["p50"]/1000, l["p99"]/1000, e, c["server_s"]/n*1e6, c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
+    100*max(0, c["machine_busy_s"]-c["server_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"])))'
+    if [ "$port" = "$http_port" ]; then
+        if grep -q '"status": *[45][0-9][0-9]' "$work/spacer.log" 2>/dev/null; then
+            echo "   some answers were errors; a few of them:"
+            grep '"status": *[45][0-9][0-9]' "$work/spacer.log" | head -3 | cut -c1-400
+        fi
+        : >"$work/spacer.log" # opened for appending: truncating it is safe
+    fi
+    return 0
+}
+
+login_drain=5
+
+# ---- the HTTP ceiling: nginx --------------------------------------------------------------
+if want nginx || want healthz; then
+    log "ceiling: nginx return 200 on 127.0.0.1:$nginx_port (bench/nginx.conf)"
+    mkdir -p "$work/nginx"
+    sed -e "s#@PREFIX@#$work/nginx#g" -e "s#@PORT@#$nginx_port#g" bench/nginx.conf >"$work/nginx/nginx.conf"
+    nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" &
+    nginx_pid=$!
+    i=0
+    until curl -fs -o /dev/null "http://127.0.0.1:$nginx_port/"; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || { cat "$work/nginx/error.log"; die "nginx did not start"; }
+        sleep 0.1
+    done
+    port=$nginx_port server_pid=$nginx_pid
+    run_wrk nginx $CONNS static.lua /
+    run_wrk nginx $CONNS_HIGH static.lua /
+    stop_pid "$nginx_pid" TERM 5
+    nginx_pid=""
+fi
+
+# ---- the bcrypt ceiling -------------------------------------------------------------------
+if want login; then
+    runs=8
+    log "ceiling: bcrypt — $runs \`spacer hash-password\` at cost 12 and at cost 4"
+    time_hashes() { # cost -> nanoseconds for $runs runs
+        t0=$(date +%s%N)
+        i=0
+        while [ $i -lt $runs ]; do
+            printf '%s\n' "$PASSWORD" | SPACER_AUTH_BCRYPT_COST=$1 timeout 30 "$SPACER" hash-password >/dev/null
+            i=$((i + 1))
+        done
+        echo $(( $(date +%s%N) - t0 ))
+    }
+    time_hashes 4 >/dev/null # warm the page cache
+    t4=$(time_hashes 4)
+    t12=$(time_hashes 12)
+    # cost 4 is 2^8 times cheaper than cost 12: its own hashing is taken back out.
+    "$PY" -c 'import json,sys
+runs, cores, t4, t12 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+c4, c12 = t4 / runs / 1e9, t12 / runs / 1e9
+h = (c12 - c4) * 256 / 255
+print(json.dumps({"kind": "bcrypt", "runs": runs, "cores": cores, "cost4_s": c4, "cost12_s": c12,
+                  "hash_s": h, "ceiling_rps": cores / h}))' "$runs" "$cores" "$t4" "$t12" >>"$results"
+    tail -1 "$results" | "$PY" -c 'import json,sys
+b=json.loads(sys.stdin.read()); print("   one cost-12 hash: %.1f ms; ceiling %d cores / hash = %.2f logins/s" % (b["hash_s"]*1000, b["cores"], b["ceiling_rps"]))'
+    # Logins whose client has gone (wrk stops with $CONNS in flight) are still hashed by the
+    # server: after a login run, wait that long before measuring anything else.
+    login_drain=$(tail -1 "$results" | "$PY" -c 'import json,math,sys
+b=json.loads(sys.stdin.read()); print(math.ceil(int(sys.argv[1]) * b["hash_s"] / b["cores"]) + 1)' $CONNS)
+fi
+
+# ---- Spacer -------------------------------------------------------------------------------
+worker_pids() { pgrep -P "$spacer_pid" | tr '\n' ' '; }
+record_memory() { # phase label [connections]
+    ws=""
+    for w in $(worker_pids); do
+        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$w/status" 2>/dev/null)
+        [ -n "$rss" ] && ws="$ws${ws:+,}{\"pid\":$w,\"rss_kb\":$rss}"
+    done
+    printf '{"kind":"memory","phase":"%s","label":"%s","connections":%s,"workers":[%s]}\n' \
+        "$1" "$2" "${3:-0}" "$ws" >>"$results"
+    echo "   memory, $2: $(for w in $(worker_pids); do awk '/^VmRSS:/ {printf "%.1f MB ", $2/1024}' "/proc/$w/status"; done)"
+}
+
+log "Spacer: $SPACER serve on 127.0.0.1:$http_port, $WORKERS workers, access_log ${access_log:-?} (to a file)"
+: >"$work/spacer.log"
+"$SPACER" serve >>"$work/spacer.log" 2>&1 &
+spacer_pid=$!
+i=0
+until curl -fs -o /dev/null "http://127.0.0.1:$http_port/healthz"; do
+    i=$((i + 1))
+    if [ $i -ge 150 ] || ! kill -0 "$spacer_pid" 2>/dev/null; then
+        tail -30 "$work/spacer.log"
+        die "spacer did not start"
+    fi
+    sleep 0.1
+done
+# Wait until both workers answer (each has its own listener).
+sleep 1
+port=$http_port server_pid=$spacer_pid
+record_memory idle_start "idle, just started"
+
+login_token() { # user number -> token
+    curl -fs -m 30 -H 'Content-Type: application/json' \
+        -d "{\"email\":\"user$1@bench.spacer.test\",\"password\":\"$PASSWORD\"}" \
+        "http://127.0.0.1:$http_port/api/users/login" |
+        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])' 2>/dev/null
+}
+routes=$("$SPACER" routes 2>/dev/null)
+has_route() { printf '%s\n' "$routes" | grep -Eq "^$1 +$2 "; }
+
+BENCH_TOKEN=""
+BENCH_CLIENT_TOKEN=""
+if has_route POST /api/users/login; then
+    BENCH_TOKEN=$(login_token $CLIENT_LIST)
+    BENCH_CLIENT_TOKEN=$(login_token $CLIENT_BOOK)
+fi
+export BENCH_TOKEN BENCH_CLIENT_TOKEN
+
+# scenario ID METHOD ROUTE SCRIPT PATH CONNS... : runs it when the route exists.
+scenario() {
+    id=$1 method=$2 route=$3 script=$4 path=$5
+    shift 5
+    want "$id" || return 0
+    if ! has_route "$method" "$route"; then
+        skip "$id: no route $method $route yet"
+        return 0
+    fi
+    case "$id" in
+    bookings_list | booking_create)
+        if [ -z "$BENCH_TOKEN" ] || [ -z "$BENCH_CLIENT_TOKEN" ]; then
+            skip "$id: no client token (login failed)"
+            return 0
+        fi
+        ;;
+    esac
+    log "scenario $id: $method $(printf '%s' "$route" | tr -d '\\')"
+    for c in "$@"; do
+        case "$id" in
+        login) run_wrk "$id" "$c" "$script" "$path" 60s ;;
+        *) run_wrk "$id" "$c" "$script" "$path" ;;
+        esac
+    done
+}
+
+scenario healthz GET /healthz static.lua /healthz $CONNS $CONNS_HIGH
+scenario spaces_list GET /api/spaces/spaces spaces_list.lua / $CONNS $CONNS_HIGH
+scenario space_by_id GET '/api/spaces/spaces/\{id\}' space_by_id.lua / $CONNS $CONNS_HIGH
+scenario bookings_list GET /api/bookings/bookings bookings_list.lua /api/bookings/bookings $CONNS $CONNS_HIGH
+scenario quote GET '/api/spaces/spaces/\{id\}/quote' quote.lua / $CONNS $CONNS_HIGH
+scenario booking_create POST /api/bookings/bookings booking_create.lua / $CONNS
+if want booking_create; then
+    # Tens of thousands of new rows: vacuum and analyze now rather than let autovacuum do it
+    # during the next scenarios.
+    log "VACUUM ANALYZE bookings ($($PSQL -Atc "SELECT count(*) FROM bookings") rows)"
+    timeout 120 $PSQL -c "VACUUM ANALYZE bookings" >/dev/null 2>&1
+fi
+scenario login POST /api/users/login login.lua / $CONNS
+
+# ---- reload under load --------------------------------------------------------------------
+if want reload && has_route GET '/api/spaces/spaces/\{id\}/quote'; then
+    log "reload under load: quote at $CONNS connections, without then with \`spacer reload\` every $RELOAD_MS ms"
+    run_reload() { # without|with
+        out="$work/wrk-reload-$1.out"
+        slot_pass=$((slot_pass + 1))
+        timeout $((WARMUP + 30)) wrk -t$THREADS -c$CONNS -d"${WARMUP}s" --timeout 10s \
+            -s bench/wrk/quote.lua "http://127.0.0.1:$http_port/" >/dev/null 2>&1
+        if [ "$1" = with ]; then
+            (
+                n=0 failed=0
+                end=$(( $(date +%s) + DURATION + 1 ))
+                trap 'echo "$n $failed" >"$work/reloads"; exit 0' TERM
+                while [ "$(date +%s)" -lt $end ]; do
+                    timeout 10 "$SPACER" reload >/dev/null 2>&1 || failed=$((failed + 1))
+                    n=$((n + 1))
+                    echo "$n $failed" >"$work/reloads"
+                    sleep 0.$RELOAD_MS
+                done
+            ) &
+            reload_pid=$!
+        fi
+        cpu_begin "$spacer_pid"
+        timeout $((DURATION + 30)) wrk -t$THREADS -c$CONNS -d"${DURATION}s" --timeout 10s --latency \
+            -s bench/wrk/quote.lua "http://127.0.0.1:$http_port/" >"$out" 2>&1
+        cpu_end "$spacer_pid"
+        n=0 failed=0
+        if [ "$1" = with ]; then
+            stop_pid "$reload_pid" TERM 12
+            reload_pid=""
+            [ -f "$work/reloads" ] && read -r n failed <"$work/reloads"
+        fi
+        line=$(sed -n 's/^BENCH {/{"kind":"reload","id":"'"$1"'","interval_ms":'$RELOAD_MS',"reloads":'"$n"',"reload_failures":'"$failed"','"$cpu"',/p' "$out")
+        if [ -n "$line" ]; then
+            printf '%s\n' "$line" >>"$results"
+            printf '%s\n' "$line" | "$PY" -c 'import json,sys
+r=json.loads(sys.stdin.read()); l=r["latency_us"]
+print("   %-7s reload: %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms  reloads %d (failed %d)  errors %d" % (
+    r["id"], r["rps"], l["p50"]/1000, l["p99"]/1000, l["max"]/1000, r["reloads"], r["reload_failures"], sum(r["errors"].values())))'
+        else
+            cat "$out"
+            skip "reload under load ($1): wrk failed"
+        fi
+        : >"$work/spacer.log"
+    }
+    run_reload without
+    run_reload with
+fi
+
+# ---- memory -------------------------------------------------------------------------------
+if want memory; then
+    sleep 2
+    record_memory idle_after "idle, after the scenarios"
+    log "memory: $KEEPALIVE idle keep-alive connections (bench/keepalive.py)"
+    "$PY" bench/keepalive.py "$http_port" "$KEEPALIVE" 25 >"$work/keepalive.out" 2>&1 &
+    ka_pid=$!
+    i=0
+    until grep -q '^ready' "$work/keepalive.out" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -ge 600 ] || ! kill -0 "$ka_pid" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    opened=$(sed -n 's/^ready \([0-9]*\).*/\1/p' "$work/keepalive.out")
+    if [ -n "$opened" ]; then
+        echo "   $(cat "$work/keepalive.out")"
+        record_memory keepalive "holding $opened idle keep-alive connections" "$opened"
+    else
+        cat "$work/keepalive.out"
+        skip "memory with $KEEPALIVE keep-alive connections: could not open them"
+    fi
+    stop_pid "$ka_pid" TERM 5
+    ka_pid=""
+    : >"$work/spacer.log"
+fi
+
+log "stopping Spacer"
+stop_pid "$spacer_pid" TERM 15
+spacer_pid=""
+
+# ---- the database ceilings: pgbench -------------------------------------------------------
+run_pgbench() { # id
+    f=bench/pgbench/$1.sql
+    mirrors=$(sed -n 's/^-- mirrors: //p' "$f" | head -1)
+    set -- "$1" -h "$work/pg/run" -p "$pg_port" -U spacer -M prepared -n -c $CONNS -j $THREADS \
+        -D space_min="$space_min" -D space_max="$space_max" -D users=$USERS \
+        -D client_list=$CLIENT_LIST -D client_book=$CLIENT_BOOK -D slot_epoch="$BENCH_SLOT_EPOCH" \
+        -D nul=NULL -D min_capacity=$MIN_CAPACITY -D list_pages=$LIST_PAGES \
+        -f "$f" spacer
+    id=$1
+    shift
+    timeout $((WARMUP + 30)) "$PGBIN/pgbench" -T "$WARMUP" "$@" >/dev/null 2>&1
+    cpu_begin ""
+    timeout $((DURATION + 30)) "$PGBIN/pgbench" -T "$DURATION" "$@" >"$work/pgbench-$id.out" 2>&1
+    cpu_end ""
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/pgbench-$id.out" | head -1)
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$work/pgbench-$id.out" | head -1)
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/pgbench-$id.out" | head -1)
+    if [ -z "$tps" ] || [ -z "$lat" ]; then
+        tail -20 "$work/pgbench-$id.out"
+        skip "pgbench $id failed"
+        return 1
+    fi
+    printf '{"kind":"pgbench","id":"%s","mirrors":"%s","clients":%d,"tps":%s,"latency_ms":%s,"failed":%s,%s}\n' \
+        "$id" "$(json_str "$mirrors")" $CONNS "$tps" "$lat" "${failed:-0}" "$cpu" >>"$results"
+    tail -1 "$results" | "$PY" -c 'import json,sys
+r=json.loads(sys.stdin.read()); c=r["cpu"]; n=max(1,r["tps"]*c["wall_s"])
+print("   pgbench %-15s %10.1f tps  mean %6.2f ms  failed %s  cpu/tx: pg %.0f us, pgbench %.0f us; other load %.0f%%" % (
+    r["id"], r["tps"], r["latency_ms"], r["failed"], c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
+    100*max(0, c["machine_busy_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"])))'
+}
+log "ceilings: pgbench -M prepared -n -c $CONNS -j $THREADS -T $DURATION"
+# Reads first: booking_create adds rows.
+for id in spaces_list space_by_id bookings_list quote booking_create; do
+    want "$id" || continue
+    if [ -f "bench/pgbench/$id.sql" ]; then
+        run_pgbench "$id"
+    else
+        skip "pgbench $id: no bench/pgbench/$id.sql yet"
+    fi
+done
+
+# ---- report -------------------------------------------------------------------------------
+printf '{"kind":"meta","loadavg_end":"%s","elapsed_s":%d}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    $(( $(date +%s) - started )) >>"$results"
+if [ -n "$skipped" ]; then
+    "$PY" -c 'import json,sys; print(json.dumps({"kind":"meta","skipped":sys.argv[1].split("|")}))' "$skipped" >>"$results"
+fi
+mkdir -p "$OUT"
+"$PY" bench/report.py "$results" "$OUT" || die "bench/report.py failed"
+gnuplot -e "datafile='$OUT/latest.dat'; outfile='$OUT/latest.png'" bench/plot.gp 2>"$work/gnuplot.log" ||
+    { cat "$work/gnuplot.log"; echo "bench: the chart failed" >&2; }
+rm -f "$OUT/latest.dat"
+log "done: $OUT/latest.md, latest.json, latest.png"
+echo
+cat "$OUT/latest.md"
