@@ -75,6 +75,7 @@ spacer_pid=""
 nginx_pid=""
 ka_pid=""
 reload_pid=""
+flood_pid=""
 perf_pid=""
 
 stop_pid() { # pid signal seconds: signal it, wait up to seconds, then SIGKILL
@@ -91,6 +92,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pid "$perf_pid" INT 5
     stop_pid "$reload_pid" TERM 2
+    stop_pid "$flood_pid" TERM 2
     stop_pid "$ka_pid" TERM 5
     stop_pid "$nginx_pid" TERM 5
     stop_pid "$spacer_pid" TERM 15
@@ -414,6 +416,18 @@ if want booking_create; then
     timeout 120 $PSQL -c "VACUUM ANALYZE bookings" >/dev/null 2>&1
 fi
 scenario login POST /api/users/login login.lua / $CONNS
+
+# ---- /healthz while logins flood the server (bcrypt runs off the loops) -------------------
+if want login && has_route POST /api/users/login; then
+    log "scenario healthz_login_flood: GET /healthz while $CONNS connections flood the login"
+    timeout $((2 * WARMUP + DURATION + 40)) wrk -t1 -c$CONNS -d"$((2 * WARMUP + DURATION + 5))s" \
+        --timeout 60s -s bench/wrk/login.lua "http://127.0.0.1:$http_port/" >/dev/null 2>&1 &
+    flood_pid=$!
+    sleep "$WARMUP"
+    run_wrk healthz_login_flood $CONNS static.lua /healthz || true
+    wait "$flood_pid" 2>/dev/null || true
+    sleep "$login_drain"
+fi
 
 # ---- reload under load --------------------------------------------------------------------
 if want reload && has_route GET '/api/spaces/spaces/\{id\}/quote'; then
