@@ -8,6 +8,9 @@
 --     The [compat] settings: { max_list = 1000 }, the most rows a compatibility path's
 --     unpaged list returns.
 --
+--   api.compat_path(path) -> { path, compat = true }
+--     A path of the old web app, for spacer.route's path list.
+--
 --   api.fail(fields)
 --     Raises a 422 validation_failed with these fields, like the core's body validation.
 --
@@ -81,6 +84,11 @@ local MAX_PER_PAGE = 100
 _M.USER_COLUMNS = "id, name, email, role::text AS role, is_verified, created_at, updated_at"
 
 -- Errors ------------------------------------------------------------------------
+
+-- api.compat_path(path) -> the route path { path, compat = true }: a path of the old web app.
+function _M.compat_path(path)
+  return { path, compat = true }
+end
 
 function _M.fail(fields)
   spacer.error(422, "validation failed", { code = "validation_failed", fields = fields })

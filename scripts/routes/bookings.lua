@@ -213,9 +213,7 @@ end
 
 -- Routes ---------------------------------------------------------------------------------
 
-local function compat(path)
-  return { path, compat = true }
-end
+local compat = api.compat_path
 
 local TAGS = { "bookings" }
 local HOSTS = { "owner", "admin" }

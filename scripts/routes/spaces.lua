@@ -587,9 +587,7 @@ end
 
 -- Routes -----------------------------------------------------------------------------------
 
-local function compat(path)
-  return { path, compat = true }
-end
+local compat = api.compat_path
 
 local TAGS = { "spaces" }
 local OWNERS = { "owner", "admin" }

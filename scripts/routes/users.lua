@@ -373,9 +373,7 @@ end
 
 -- Routes ------------------------------------------------------------------------
 
-local function compat(path)
-  return { path, compat = true }
-end
+local compat = api.compat_path
 
 local TAGS = { "users" }
 local ADMIN = { "admin" }
