@@ -354,10 +354,13 @@ static int l_core_add_route(lua_State *L)
     rt->compat = lua_toboolean(L, 6);
     if (lua_istable(L, 5)) {
         int n = (int)lua_rawlen(L, 5);
-        rt->roles = calloc((size_t)n, sizeof(char *));
+        if ((rt->roles = calloc((size_t)n + 1, sizeof(char *))) == NULL)
+            return luaL_error(L, "out of memory");
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, 5, i);
-            rt->roles[rt->nroles++] = strdup(luaL_checkstring(L, -1));
+            if ((rt->roles[rt->nroles] = strdup(luaL_checkstring(L, -1))) == NULL)
+                return luaL_error(L, "out of memory");
+            rt->nroles++;
             lua_pop(L, 1);
         }
     }

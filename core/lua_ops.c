@@ -191,9 +191,16 @@ static int l_ops_reload(lua_State *L)
         return luaL_error(L, "control socket path too long");
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    rc = calloc(1, sizeof(*rc));
+    if ((rc = calloc(1, sizeof(*rc))) == NULL)
+        return luaL_error(L, "out of memory");
     rc->req = req;
     rc->bev = bufferevent_socket_new(req->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (rc->bev == NULL) {
+        free(rc);
+        lua_pushnil(L);
+        lua_pushstring(L, "cannot create a socket to the master");
+        return 2;
+    }
     bufferevent_setcb(rc->bev, NULL, NULL, reload_event, rc);
     bufferevent_set_timeouts(rc->bev, &tv, &tv);
     bufferevent_enable(rc->bev, EV_READ | EV_WRITE);

@@ -142,6 +142,11 @@ int sp_router_add(struct sp_router *r, const char *method, const char *pattern,
     rt->pattern = strdup(pattern);
     rt->source = strdup(source ? source : "?");
     rt->ref = -1;
+    if (rt->method == NULL || rt->pattern == NULL || rt->source == NULL) {
+        sp_err_set(err, "out of memory");
+        route_free(rt);
+        return -1;
+    }
     if (compile(rt, pattern, err) != 0) {
         route_free(rt);
         return -1;
