@@ -7,6 +7,7 @@
 -- Times are shown with the offset of the space's zone; a time sent without an offset is read
 -- in that zone.
 local api = require("lib.api")
+local auth = require("lib.auth")
 local money = require("lib.money")
 local flow = require("booking_flow")
 local spaces = require("routes.spaces")
@@ -107,9 +108,7 @@ end
 
 -- Helpers --------------------------------------------------------------------------------
 
-local function is_admin(user)
-  return user.role == "admin"
-end
+local is_admin = auth.is_admin
 
 local function is_host(user, row)
   return is_admin(user) or row.space_owner_id == user.id

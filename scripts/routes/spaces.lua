@@ -13,6 +13,7 @@
 -- without an offset is read in the space's own zone (in the list's availability filter: in
 -- each space's zone).
 local api = require("lib.api")
+local auth = require("lib.auth")
 local money = require("lib.money")
 local flow = require("booking_flow")
 
@@ -355,7 +356,7 @@ local function minor(value, currency, field)
 end
 
 local function is_admin(req)
-  return req.user.role == "admin"
+  return auth.is_admin(req.user)
 end
 
 -- owner_id in a body: an admin's to give (to an owner or admin); ignored on compatibility
@@ -626,21 +627,15 @@ spacer.post({ "/api/spaces/spaces", compat("/api/spaces") }, {
   tags = TAGS,
 }, _M.create)
 
-spacer.patch({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
+local UPDATE = {
   roles = OWNERS,
   body = SPACE_BODY,
   partial = true,
   summary = "Change a space (its owner, admin)",
   tags = TAGS,
-}, _M.update)
-
-spacer.put(compat("/api/spaces/{id}"), {
-  roles = OWNERS,
-  body = SPACE_BODY,
-  partial = true,
-  summary = "Change a space (its owner, admin)",
-  tags = TAGS,
-}, _M.update)
+}
+spacer.patch({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, UPDATE, _M.update)
+spacer.put(compat("/api/spaces/{id}"), UPDATE, _M.update) -- the web app's Edit Space
 
 spacer.delete({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
   roles = OWNERS,
