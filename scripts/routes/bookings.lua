@@ -10,6 +10,7 @@ local api = require("lib.api")
 local auth = require("lib.auth")
 local money = require("lib.money")
 local flow = require("booking_flow")
+local payment_flow = require("payment_flow")
 local spaces = require("routes.spaces")
 
 local _M = {}
@@ -199,6 +200,8 @@ function _M.cancel(req)
   local by_host = booking.client_id ~= req.user.id
   local row, percent = flow.cancel(booking, by_host)
   local currency = row.currency
+  -- A paid booking gets the policy's refund through its payment's provider.
+  local paid = payment_flow.refund_booking(row)
   return 200, {
     message = "Booking cancelled",
     booking = _M.booking(row),
@@ -206,6 +209,8 @@ function _M.cancel(req)
       percent = percent,
       amount = money.to_major(row.refund_minor, currency),
       currency = currency,
+      payment_id = paid and paid.payment_id or json.null,
+      status = paid and paid.status or "none",
     },
   }
 end
