@@ -202,17 +202,17 @@ function _M.cancel(req)
   local currency = row.currency
   -- A paid booking gets the policy's refund through its payment's provider.
   local paid = payment_flow.refund_booking(row)
-  return 200, {
-    message = "Booking cancelled",
-    booking = _M.booking(row),
-    refund = {
-      percent = percent,
-      amount = money.to_major(row.refund_minor, currency),
-      currency = currency,
-      payment_id = paid and paid.payment_id or json.null,
-      status = paid and paid.status or "none",
-    },
+  local refund = {
+    percent = percent,
+    amount = money.to_major(row.refund_minor, currency),
+    currency = currency,
   }
+  if paid then
+    -- refunded (by the provider), manual (to pay back by hand), failed (see the log), none
+    refund.payment_id = paid.payment_id
+    refund.status = paid.status
+  end
+  return 200, { message = "Booking cancelled", booking = _M.booking(row), refund = refund }
 end
 
 -- Routes ---------------------------------------------------------------------------------
