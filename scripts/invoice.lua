@@ -66,7 +66,8 @@ local function rate_of(row)
   if r == nil or r == NULL then
     return NULL
   end
-  return tonumber(r)
+  r = tonumber(r)
+  return math.tointeger(r) or r
 end
 
 function _M.json(row)
@@ -182,7 +183,8 @@ function _M.html(row)
   local rate = rate_of(row)
   local tax_label = "Tax"
   if rate ~= NULL then
-    tax_label = format("Tax (%s%%)", e(rate))
+    local shown = math.tointeger(rate) or rate
+    tax_label = format("Tax (%s%%)", e(shown))
   end
   out[#out + 1] = "</tbody><tfoot>"
   out[#out + 1] = format("<tr><td colspan=\"3\">Subtotal</td><td class=\"num\">%s</td></tr>",

@@ -525,6 +525,10 @@ local function match(provider, ev)
       and row.provider_request_ref ~= ev.provider_request_ref then
     return nil, "checkout reference does not match the payment"
   end
+  if ev.payment_id and ev.provider_ref and row.provider_ref ~= NULL
+      and row.provider_ref ~= ev.provider_ref then
+    return nil, "provider reference does not match the payment"
+  end
   if ev.amount ~= nil and ev.amount ~= row.amount_minor then
     return nil, format("amount %s does not match the payment's %s", tostring(ev.amount),
       tostring(row.amount_minor))
