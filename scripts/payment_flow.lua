@@ -627,6 +627,7 @@ end
 local CLAIM_EXPIRED = "WITH due AS (" .. [[
     SELECT id FROM payments
     WHERE payment_status = 'pending' AND expires_at IS NOT NULL AND expires_at <= now()
+      AND provider IN (SELECT jsonb_array_elements_text($3::jsonb))
     ORDER BY expires_at LIMIT $1
     FOR UPDATE SKIP LOCKED
   )
@@ -643,8 +644,16 @@ local LEASE_SECONDS = 300
 
 -- flow.expire_pending([limit]) -> how many were settled
 -- Asks the provider first (plugin status()): paid -> completed; anything else -> failed.
+-- Only the providers this instance has enabled: another instance may know one it does not.
 function _M.expire_pending(limit)
-  local rows = db.query(CLAIM_EXPIRED, limit or 50, LEASE_SECONDS)
+  local enabled = {}
+  for name in pairs(payments.providers) do
+    enabled[#enabled + 1] = name
+  end
+  if #enabled == 0 then
+    return 0
+  end
+  local rows = db.query(CLAIM_EXPIRED, limit or 50, LEASE_SECONDS, json.array(enabled))
   local n = 0
   for _, row in ipairs(rows) do
     local provider = payments.provider(row.provider)

@@ -6,6 +6,7 @@ invoices at once), the expiry job across three instances, refunds on cancel, and
 
 Every test books its own uniquely named spaces, so nothing depends on other tests.
 """
+import atexit
 import datetime
 import hashlib
 import hmac
@@ -490,3 +491,414 @@ def cancelling_a_paid_booking_refunds_by_the_policy():
                                         r.json["refund"]["payment_id"], r.json["refund"]["status"]))
     p = s.get("/api/payments/%d" % pid, token=w.token("client1")).json
     eq(("refunded", 1160.0), (p["payment_status"], p["refund_amount"]))
+
+
+# Providers: Stripe and M-Pesa against the local fakes -----------------------------------------
+
+STRIPE = fake_providers.FakeStripe(secret_key="sk_test_" + word(12), webhook_secret="whsec_" + word(12))
+DARAJA = fake_providers.FakeDaraja(consumer_key="ck_" + word(8), consumer_secret="cs_" + word(8),
+                                   passkey="pk_" + word(16))
+_fakes_started = False
+_provider_server = None
+_servers = []
+
+
+def start_fakes():
+    global _fakes_started
+    if not _fakes_started:
+        STRIPE.start()
+        DARAJA.start()
+        _fakes_started = True
+
+
+def provider_conf(port, pending_timeout=None, job_interval=30, stripe_timeout=2):
+    """spacer.conf with Stripe and M-Pesa enabled against the fakes."""
+    start_fakes()
+    with open(os.path.join(ROOT, "spacer.conf")) as f:
+        text = f.read()
+    head = text[:text.index("[payments]")]
+    tail = text[text.index("[invoices]"):]
+    timeout_line = "pending_timeout = %d\n" % pending_timeout if pending_timeout else ""
+    return head + """[payments]
+enabled = manual, stripe, mpesa
+credit_card = stripe
+paypal = manual
+public_url = http://127.0.0.1:%(port)d
+job_interval = %(job)d
+
+[payments.stripe]
+secret_key = %(sk)s
+webhook_secret = %(whsec)s
+base_url = %(stripe)s
+timeout = %(st)s
+%(timeout)s
+[payments.mpesa]
+consumer_key = %(ck)s
+consumer_secret = %(cs)s
+shortcode = %(sc)s
+passkey = %(pk)s
+base_url = %(daraja)s
+timeout = %(st)s
+%(timeout)s
+""" % {"port": port, "job": job_interval, "sk": STRIPE.secret_key, "whsec": STRIPE.webhook_secret,
+       "stripe": STRIPE.url, "ck": DARAJA.consumer_key, "cs": DARAJA.consumer_secret,
+       "sc": DARAJA.shortcode, "pk": DARAJA.passkey, "daraja": DARAJA.url, "st": stripe_timeout,
+       "timeout": timeout_line} + tail
+
+
+def provider_server():
+    """A server with Stripe and M-Pesa enabled (the fakes' base URLs)."""
+    global _provider_server
+    if _provider_server is None:
+        s = Server(workers=2)
+        s.conf = provider_conf(s.port)
+        s.start()
+        _servers.append(s)
+        _provider_server = s
+        STRIPE.webhook_url = "http://127.0.0.1:%d/api/payments/webhooks/stripe" % s.port
+    return _provider_server
+
+
+_pworld = None
+
+
+def pworld():
+    global _pworld
+    if _pworld is None:
+        _pworld = World(provider_server())
+    return _pworld
+
+
+def payment(w, pid, token=None):
+    r = w.s.get("/api/payments/payments/%d" % pid, token=token or w.token("client1"))
+    eq(200, r.status, repr(r))
+    return r.json
+
+
+def stripe_pay(w, b, path="/api/payments", token=None, headers=None):
+    r = w.pay(b, "credit_card", path=path, token=token, headers=headers)
+    eq(201, r.status, repr(r))
+    p = r.json["payment"]
+    eq(("stripe", "pending"), (p["provider"], p["payment_status"]))
+    return p
+
+
+@test
+def stripe_journey_web_app_paths():
+    w = pworld()
+    s = w.s
+    client, client_id = w.register("client")
+    b = w.booking(client_token=client)
+    p = stripe_pay(w, b, token=client)
+    na = p["next_action"]
+    eq("stripe_confirm_card", na["type"])
+    pi = STRIPE.intents[na["payment_intent"]]
+    eq((116000, "kes", str(p["id"])), (pi["amount"], pi["currency"], pi["metadata"]["payment_id"]))
+    eq(pi["client_secret"], na["client_secret"])
+    eq(pi["id"], p["provider_ref"])
+    check(p["expires_at"], "a card payment expires")
+    # the card is confirmed: Stripe calls the webhook, signed
+    status, body = STRIPE.succeed(pi["id"])
+    eq(200, status, body)
+    p2 = payment(w, p["id"], client)
+    eq(("completed", pi["id"]), (p2["payment_status"], p2["provider_ref"]))
+    inv = invoice_of(w, b["id"], client)
+    eq(("paid", p["id"], client_id), (inv["status"], inv["payment_id"], inv["client_id"]))
+    # a duplicated webhook (Stripe retries) changes nothing and answers 200
+    raw = STRIPE.event(pi["id"], "payment_intent.succeeded")
+    eq(200, STRIPE.send(raw)[0])
+    eq(200, STRIPE.send(raw)[0])
+    # a failure after success is acknowledged and ignored
+    eq(200, STRIPE.fail(pi["id"])[0])
+    eq(p2, payment(w, p["id"], client))
+    eq(1, len(s.get("/api/invoices", token=client).json))
+
+
+@test
+def stripe_journey_canonical_paths_and_a_failed_card():
+    w = pworld()
+    b = w.booking()
+    r = w.s.post("/api/payments/payments", {"booking_id": b["id"], "payment_method": "stripe",
+                                            "amount": 1160}, token=w.token("client1"))
+    eq(201, r.status, repr(r))
+    p = r.json["payment"]
+    # the card is declined: the payment fails and frees the booking
+    eq(200, STRIPE.fail(p["provider_ref"])[0])
+    p2 = payment(w, p["id"])
+    eq("failed", p2["payment_status"])
+    check("declined" in p2["failure_reason"], p2["failure_reason"])
+    p3 = stripe_pay(w, b, path="/api/payments/payments")
+    check(p3["id"] != p["id"], "a new payment")
+    eq(200, STRIPE.succeed(p3["provider_ref"])[0])
+    eq("completed", payment(w, p3["id"])["payment_status"])
+    inv = invoice_of(w, b["id"], w.token("client1"))
+    eq(("paid", p3["id"]), (inv["status"], inv["payment_id"]))
+    # cancelling refunds through Stripe (host cancel: 100%)
+    r = w.s.patch("/api/bookings/bookings/%d/cancel" % b["id"], token=w.token("owner1"))
+    eq(200, r.status, repr(r))
+    eq(("refunded", 1160.0), (r.json["refund"]["status"], r.json["refund"]["amount"]))
+    eq("refunded", payment(w, p3["id"])["payment_status"])
+    eq([116000], [x["amount"] for x in STRIPE.refunds if x["payment_intent"] == p3["provider_ref"]])
+
+
+@test
+def stripe_webhook_forged_missing_or_stale_signature_400_nothing_changes():
+    w = pworld()
+    b = w.booking()
+    p = stripe_pay(w, b)
+    pid = p["provider_ref"]
+    raw = STRIPE.event(pid, "payment_intent.succeeded")
+    now = int(time.time())
+    for sig in [False,                                                # missing
+                "t=%d,v1=%s" % (now, "0" * 64),                       # forged
+                STRIPE.sign(raw, secret="whsec_other"),               # wrong secret
+                STRIPE.sign(raw, t=now - 301),                        # stale
+                STRIPE.sign(raw, t=now + 301),                        # from the future
+                "garbage"]:                                           # malformed
+        status, body = STRIPE.send(raw, signature=sig)
+        eq(400, status, "signature %r: %s" % (sig, body))
+        eq("invalid_webhook", json.loads(body)["code"])
+    # a body changed after signing
+    sig = STRIPE.sign(raw)
+    status, _ = STRIPE.send(raw.replace(b"succeeded", b"succeedeX", 1), signature=sig)
+    eq(400, status)
+    eq("pending", payment(w, p["id"])["payment_status"])
+    # several v1 (a secret being rolled): one match is enough
+    status, body = STRIPE.send(raw, signature=STRIPE.sign(raw, extra_v1=["ab" * 32]))
+    eq(200, status, body)
+    eq("completed", payment(w, p["id"])["payment_status"])
+
+
+@test
+def stripe_webhook_amount_mismatch_refused():
+    w = pworld()
+    b = w.booking()
+    p = stripe_pay(w, b)
+    STRIPE.intents[p["provider_ref"]]["amount"] = 100
+    status, body = STRIPE.succeed(p["provider_ref"])
+    eq(400, status, body)
+    eq("pending", payment(w, p["id"])["payment_status"])
+
+
+@test
+def stripe_timeout_leaves_pending_and_a_later_webhook_settles():
+    w = pworld()
+    b = w.booking()
+    before = set(STRIPE.intents)
+    STRIPE.delay = 3.5  # the plugin waits 2 s
+    try:
+        r = w.pay(b, "credit_card")
+    finally:
+        STRIPE.delay = 0
+    body = error_body(r, 504, "provider_timeout")
+    check("pending" in body["error"], body["error"])
+    p = body["payment"]
+    eq("pending", p["payment_status"])
+    eq("pending", payment(w, p["id"])["payment_status"])
+    # a new attempt meanwhile is a 409 (the first may still be paid)
+    error_body(w.pay(b, "credit_card"), 409, "payment_pending")
+    # the intent was made all the same (the fake answered late); the card is confirmed
+    deadline = time.time() + 10
+    while set(STRIPE.intents) == before and time.time() < deadline:
+        time.sleep(0.1)
+    new = [k for k in STRIPE.intents if k not in before]
+    eq(1, len(new))
+    eq(200, STRIPE.succeed(new[0])[0])
+    p2 = payment(w, p["id"])
+    eq(("completed", new[0]), (p2["payment_status"], p2["provider_ref"]))
+
+
+def mpesa_pay(w, b, phone="0712345678", path="/api/payments", token=None):
+    r = w.pay(b, "mpesa", path=path, token=token, phone=phone)
+    eq(201, r.status, repr(r))
+    p = r.json["payment"]
+    eq(("mpesa", "pending"), (p["provider"], p["payment_status"]))
+    return p
+
+
+@test
+def mpesa_journey_web_app_paths():
+    w = pworld()
+    client, client_id = w.register("client")
+    b = w.booking(client_token=client)
+    tokens_before = DARAJA.count("GET", "/oauth")
+    p = mpesa_pay(w, b, token=client)
+    cid, push = DARAJA.last_push()
+    eq(cid, p["next_action"]["checkout_request_id"])
+    eq("mpesa_stk_push", p["next_action"]["type"])
+    eq((1160, "254712345678", "254712345678", "CustomerPayBillOnline", DARAJA.shortcode),
+       (push["Amount"], push["PhoneNumber"], push["PartyA"], push["TransactionType"], push["PartyB"]))
+    check(re.search(r"/api/payments/webhooks/mpesa\?token=[0-9a-f]{48}$", push["CallBackURL"]),
+          push["CallBackURL"])
+    # the payer enters the PIN: Daraja calls back
+    status, body = DARAJA.callback(cid, receipt="NLJ7RT61SV")
+    eq(200, status, body)
+    eq(0, json.loads(body)["ResultCode"])
+    p2 = payment(w, p["id"], client)
+    eq(("completed", "NLJ7RT61SV"), (p2["payment_status"], p2["provider_ref"]))
+    inv = invoice_of(w, b["id"], client)
+    eq(("paid", p["id"], client_id), (inv["status"], inv["payment_id"], inv["client_id"]))
+    # the duplicated callback changes nothing
+    status, body = DARAJA.callback(cid, receipt="NLJ7RT61SV")
+    eq(200, status, body)
+    eq(p2, payment(w, p["id"], client))
+    # the token is cached: a second payment does not ask for another
+    b2 = w.booking(client_token=client)
+    mpesa_pay(w, b2, token=client)
+    eq(tokens_before + (0 if tokens_before else 1), DARAJA.count("GET", "/oauth"))
+
+
+@test
+def mpesa_cancelled_push_frees_the_booking_canonical_paths():
+    w = pworld()
+    b = w.booking()
+    p = mpesa_pay(w, b, phone="+254 712 345 678", path="/api/payments/payments")
+    cid, _ = DARAJA.last_push()
+    eq(200, DARAJA.callback(cid, result_code=1032)[0])
+    p2 = payment(w, p["id"])
+    eq("failed", p2["payment_status"])
+    check("1032" in p2["failure_reason"], p2["failure_reason"])
+    p3 = mpesa_pay(w, b, path="/api/payments/payments")
+    cid3, _ = DARAJA.last_push()
+    eq(200, DARAJA.callback(cid3, result_code=1037)[0])
+    eq("failed", payment(w, p3["id"])["payment_status"])
+    p4 = mpesa_pay(w, b)
+    cid4, _ = DARAJA.last_push()
+    eq(200, DARAJA.callback(cid4)[0])
+    eq("completed", payment(w, p4["id"])["payment_status"])
+
+
+@test
+def mpesa_callback_must_match_token_checkout_amount_and_phone():
+    w = pworld()
+    b = w.booking()
+    p = mpesa_pay(w, b)
+    cid, push = DARAJA.last_push()
+    url = push["CallBackURL"]
+    base = url.split("?")[0]
+    for target, kw in [(base, {}),                                     # no token
+                       (base + "?token=" + "0" * 48, {}),              # a guessed token
+                       (url, {"amount": 1}),                           # another amount
+                       (url, {"phone": "254799999999"})]:              # another phone
+        status, body = DARAJA.callback(cid, url=target, **kw)
+        eq(400, status, "%s %r: %s" % (target, kw, body))
+    # another payment's CheckoutRequestID with this payment's token
+    b2 = w.booking()
+    mpesa_pay(w, b2)
+    cid2, _ = DARAJA.last_push()
+    eq(400, DARAJA.callback(cid2, url=url)[0])
+    eq("pending", payment(w, p["id"])["payment_status"])
+    # garbage: 400
+    eq(400, fake_providers.post_json(url, b"{}", {"Content-Type": "application/json"})[0])
+    eq(400, fake_providers.post_json(url, b"not json", {"Content-Type": "text/plain"})[0])
+    eq(200, DARAJA.callback(cid)[0])
+    eq("completed", payment(w, p["id"])["payment_status"])
+
+
+@test
+def mpesa_refuses_cents_and_bad_phones_422():
+    w = pworld()
+    sp = w.space(price_per_hour="500.25")
+    b = w.booking(space=sp)
+    eq(1160.58, b["total_price"])
+    r = w.pay(b, "mpesa", phone="0712345678")
+    f = fields_of(r, "payment_refused")
+    check("whole shillings" in f["amount"], repr(f))
+    check("whole shillings" in r.json["message"], repr(r))
+    b2 = w.booking()
+    f = fields_of(w.pay(b2, "mpesa", phone="12345"), "payment_refused")
+    check("phone" in f, repr(f))
+    f = fields_of(w.pay(b2, "mpesa"), "payment_refused")
+    check("phone" in f, repr(f))
+    # nothing was created: the booking can be paid
+    mpesa_pay(w, b2)
+
+
+@test
+def mpesa_timeout_leaves_pending_and_the_callback_settles():
+    w = pworld()
+    b = w.booking()
+    before = set(DARAJA.pushes)
+    w.token("client1")
+    DARAJA.delay = 3.5
+    try:
+        r = w.pay(b, "mpesa", phone="0712345678")
+    finally:
+        DARAJA.delay = 0
+    body = error_body(r, 504, "provider_timeout")
+    pid = body["payment"]["id"]
+    deadline = time.time() + 10
+    while set(DARAJA.pushes) == before and time.time() < deadline:
+        time.sleep(0.1)
+    cid = [k for k in DARAJA.pushes if k not in before][0]
+    eq(200, DARAJA.callback(cid)[0])
+    eq("completed", payment(w, pid)["payment_status"])
+
+
+@test
+def unknown_provider_config_fails_the_load_with_the_file():
+    start_fakes()
+    s = Server(workers=1)
+    conf = provider_conf(s.port)
+    s.conf = conf.replace("secret_key = %s\n" % STRIPE.secret_key, "")
+    s.start(wait=False)
+    try:
+        code = s.proc.wait(15)
+    except Exception:
+        s.close()
+        raise
+    out = s.logs()
+    s.close()
+    check(code != 0, "started without a secret_key")
+    check("[payments.stripe] secret_key is required" in out and "stripe.lua" in out, out)
+
+
+@test
+def three_instances_expire_a_pending_payment_once():
+    w = pworld()
+    b = w.booking()
+    p = stripe_pay(w, b)
+    pi = p["provider_ref"]
+    # three more instances on the same database whose Stripe payments expire after 1 s
+    extra = []
+    try:
+        for _ in range(3):
+            s = Server(workers=2)
+            s.conf = provider_conf(s.port, pending_timeout=1, job_interval=1)
+            extra.append(s.start())
+        ew = World(extra[0])
+        b2 = ew.booking()
+        r = ew.pay(b2, "credit_card")
+        eq(201, r.status, repr(r))
+        p2 = r.json["payment"]
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            now = payment(ew, p2["id"])
+            if now["payment_status"] != "pending":
+                break
+            time.sleep(0.2)
+        eq("failed", now["payment_status"])
+        check("expired" in now["failure_reason"], now["failure_reason"])
+        time.sleep(2.5)  # give the other runners their turns: nothing more may happen
+        eq(1, STRIPE.count("GET", "/v1/payment_intents/" + p2["provider_ref"]))
+        eq(1, STRIPE.count("POST", "/v1/payment_intents/%s/cancel" % p2["provider_ref"]))
+        eq("canceled", STRIPE.intents[p2["provider_ref"]]["status"])
+        # the payment of the one-hour provider is untouched, the booking free again
+        eq("pending", payment(w, p["id"])["payment_status"])
+        eq(0, STRIPE.count("GET", "/v1/payment_intents/" + pi))
+        r = ew.pay(b2, "manual")
+        eq(201, r.status, repr(r))
+    finally:
+        for s in extra:
+            s.close()
+
+
+def _stop_all():
+    for s in _servers:
+        s.close()
+    if _fakes_started:
+        STRIPE.stop()
+        DARAJA.stop()
+
+
+atexit.register(_stop_all)
