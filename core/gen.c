@@ -16,6 +16,7 @@
 #include "embed.h"
 #include "json.h"
 #include "log.h"
+#include "lua_http.h"
 #include "lua_spacer.h"
 #include "router.h"
 #include "worker.h"
@@ -479,6 +480,7 @@ static void open_spacer(struct sp_gen *gen)
     sp_lua_open_auth(L);
     sp_lua_open_db(L);
     sp_lua_open_ops(L);
+    sp_lua_open_http(L);
     lua_newtable(L);
     lua_pushinteger(L, (lua_Integer)gen->number);
     lua_setfield(L, -2, "generation");

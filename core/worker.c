@@ -25,6 +25,7 @@
 #include "gen.h"
 #include "json.h"
 #include "log.h"
+#include "lua_http.h"
 #include "lua_spacer.h"
 #include "metrics.h"
 #include "pgpool.h"
@@ -371,6 +372,8 @@ static void req_finish(struct sp_req *req)
         const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req->ev));
         access_log(req, method_name(evhttp_request_get_command(req->ev)), path ? path : "");
     }
+    if (req->cancel != NULL)
+        req->cancel(req->cancel_arg); /* ended while waiting: stop what it waits on */
     sp_req_release_pins(req);
     if (req->co != NULL)
         luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
@@ -794,6 +797,8 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
         sp_log(SP_LOG_ERROR, "worker %d: scripts failed to load: %s", index, err.msg);
         goto done;
     }
+    if (sp_httpc_start(&w, &err) != 0) /* calls will try again, and say why */
+        sp_log(SP_LOG_ERROR, "worker %d: outbound HTTP unavailable: %s", index, err.msg);
     evhttp_set_max_body_size(w.http, (ev_ssize_t)conf->max_body);
     evhttp_set_max_headers_size(w.http, (ev_ssize_t)conf->max_header);
     evhttp_set_timeout_tv(w.http, &tv);
@@ -843,6 +848,7 @@ done:
         sp_hasher_free(w.hasher);
         sp_pool_free(w.pool);
         sp_gen_unref(w.gen);
+        sp_httpc_free(w.httpc);
         if (w.base)
             event_base_free(w.base);
     }
