@@ -29,6 +29,7 @@
 #include "lua_spacer.h"
 #include "metrics.h"
 #include "pgpool.h"
+#include "timer.h"
 
 struct sp_worker *sp_worker;
 
@@ -718,8 +719,10 @@ static void reload(struct sp_worker *w)
     sp_log(SP_LOG_INFO, "generation %llu loaded in %.1f ms (%d routes)",
            (unsigned long long)gen->number, gen->load_us / 1000.0,
            sp_router_count(gen->router));
+    sp_timer_stop(w->gen);
     sp_gen_unref(w->gen); /* in-flight requests keep the old one alive */
     w->gen = gen;
+    sp_timer_start(gen);
     metrics_reload(1);
     publish_reload(w, 1);
 }
@@ -737,6 +740,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (w->draining)
         return;
     w->draining = 1;
+    sp_timer_stop(w->gen);
     sp_log(SP_LOG_INFO, "draining: %d request(s) in flight", w->inflight);
     if (w->listener != NULL) {
         evhttp_del_accept_socket(w->http, w->listener);
@@ -826,6 +830,7 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
            (unsigned long long)w.gen->number, sp_router_count(w.gen->router),
            w.gen->load_us / 1000.0);
 
+    sp_timer_start(w.gen);
     event_base_dispatch(w.base);
     if (w.inflight > 0)
         sp_log(SP_LOG_WARN, "worker %d: shutdown timeout with %d request(s) in flight", index,
