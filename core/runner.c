@@ -17,6 +17,7 @@
 #include "embed.h"
 #include "gen.h"
 #include "log.h"
+#include "lua_http.h"
 #include "pgpool.h"
 #include "worker.h"
 
@@ -69,6 +70,7 @@ void sp_runner_free(struct sp_runner *r)
     sp_gen_unref(r->w.gen);
     sp_hasher_free(r->w.hasher);
     sp_pool_free(r->w.pool);
+    sp_httpc_free(r->w.httpc);
     if (r->w.base)
         event_base_free(r->w.base);
     if (sp_worker == &r->w)

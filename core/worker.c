@@ -25,9 +25,11 @@
 #include "gen.h"
 #include "json.h"
 #include "log.h"
+#include "lua_http.h"
 #include "lua_spacer.h"
 #include "metrics.h"
 #include "pgpool.h"
+#include "timer.h"
 
 struct sp_worker *sp_worker;
 
@@ -371,6 +373,8 @@ static void req_finish(struct sp_req *req)
         const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req->ev));
         access_log(req, method_name(evhttp_request_get_command(req->ev)), path ? path : "");
     }
+    if (req->cancel != NULL)
+        req->cancel(req->cancel_arg); /* ended while waiting: stop what it waits on */
     sp_req_release_pins(req);
     if (req->co != NULL)
         luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
@@ -715,8 +719,10 @@ static void reload(struct sp_worker *w)
     sp_log(SP_LOG_INFO, "generation %llu loaded in %.1f ms (%d routes)",
            (unsigned long long)gen->number, gen->load_us / 1000.0,
            sp_router_count(gen->router));
+    sp_timer_stop(w->gen);
     sp_gen_unref(w->gen); /* in-flight requests keep the old one alive */
     w->gen = gen;
+    sp_timer_start(gen);
     metrics_reload(1);
     publish_reload(w, 1);
 }
@@ -734,6 +740,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (w->draining)
         return;
     w->draining = 1;
+    sp_timer_stop(w->gen);
     sp_log(SP_LOG_INFO, "draining: %d request(s) in flight", w->inflight);
     if (w->listener != NULL) {
         evhttp_del_accept_socket(w->http, w->listener);
@@ -794,6 +801,8 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
         sp_log(SP_LOG_ERROR, "worker %d: scripts failed to load: %s", index, err.msg);
         goto done;
     }
+    if (sp_httpc_start(&w, &err) != 0) /* calls will try again, and say why */
+        sp_log(SP_LOG_ERROR, "worker %d: outbound HTTP unavailable: %s", index, err.msg);
     evhttp_set_max_body_size(w.http, (ev_ssize_t)conf->max_body);
     evhttp_set_max_headers_size(w.http, (ev_ssize_t)conf->max_header);
     evhttp_set_timeout_tv(w.http, &tv);
@@ -821,6 +830,7 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
            (unsigned long long)w.gen->number, sp_router_count(w.gen->router),
            w.gen->load_us / 1000.0);
 
+    sp_timer_start(w.gen);
     event_base_dispatch(w.base);
     if (w.inflight > 0)
         sp_log(SP_LOG_WARN, "worker %d: shutdown timeout with %d request(s) in flight", index,
@@ -843,6 +853,7 @@ done:
         sp_hasher_free(w.hasher);
         sp_pool_free(w.pool);
         sp_gen_unref(w.gen);
+        sp_httpc_free(w.httpc);
         if (w.base)
             event_base_free(w.base);
     }

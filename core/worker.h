@@ -19,6 +19,7 @@ struct sp_gen;
 struct sp_pgconn;
 struct sp_pool;
 struct sp_hasher;
+struct sp_httpc;
 
 struct sp_worker {
     const struct sp_conf *conf;
@@ -32,6 +33,7 @@ struct sp_worker {
     char last_reload_error[512];
     struct sp_pool *pool;
     struct sp_hasher *hasher;
+    struct sp_httpc *httpc; /* outbound HTTP (spacer.http), made on first use */
     int inflight;
     int draining;
     uint64_t reqseq;
@@ -65,6 +67,11 @@ struct sp_req {
     struct sp_pgconn *pins[SP_REQ_MAX_PINS];
     int npins;
     int pending; /* asynchronous operations in flight (the coroutine waits on one) */
+    /* Set while the coroutine waits on an operation that must be stopped if the request ends
+     * first (an outbound HTTP call): called by the end of the request, frees what it holds. */
+    void (*cancel)(void *arg);
+    void *cancel_arg;
+    int http_calls; /* outbound calls made so far (capped per request) */
     void (*on_done)(struct sp_req *req, int ok); /* script tests: called instead of replying */
     void *on_done_arg;
     sp_err err;
