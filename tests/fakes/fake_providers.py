@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 import urllib.parse
@@ -39,6 +40,7 @@ class _Fake:
         self.delay = 0.0
         self.calls = []
         self.lock = threading.Lock()
+        self.run = secrets.token_hex(4)  # ids differ between runs on one database
         self.httpd = None
         self.thread = None
 
@@ -148,7 +150,7 @@ class FakeStripe(_Fake):
             if not form["amount"].isdigit() or int(form["amount"]) < 1:
                 return self._error(400, "Invalid integer: %s" % form["amount"])
             self.seq += 1
-            pid = "pi_fake%06d" % self.seq
+            pid = "pi_%s%06d" % (self.run, self.seq)
             pi = {"id": pid, "object": "payment_intent", "amount": int(form["amount"]),
                   "currency": form["currency"], "status": "requires_payment_method",
                   "client_secret": "%s_secret_%s" % (pid, hashlib.sha1(pid.encode()).hexdigest()[:12]),
@@ -174,7 +176,7 @@ class FakeStripe(_Fake):
             amount = int(form.get("amount") or pi["amount"])
             if amount > pi["amount"]:
                 return self._error(400, "Refund amount is greater than the charge.")
-            refund = {"id": "re_fake%06d" % (len(self.refunds) + 1), "object": "refund",
+            refund = {"id": "re_%s%06d" % (self.run, len(self.refunds) + 1), "object": "refund",
                       "amount": amount, "payment_intent": pi["id"], "status": "succeeded"}
             self.refunds.append(refund)
             return 200, refund
@@ -194,7 +196,7 @@ class FakeStripe(_Fake):
                 pi["last_payment_error"] = {"code": "card_declined",
                                             "message": "Your card was declined."}
             self.seq += 1
-            ev = {"id": "evt_fake%06d" % self.seq, "object": "event", "type": kind,
+            ev = {"id": "evt_%s%06d" % (self.run, self.seq), "object": "event", "type": kind,
                   "created": int(time.time()), "data": {"object": dict(pi)}}
         return json.dumps(ev).encode()
 
@@ -272,7 +274,7 @@ class FakeDaraja(_Fake):
                 return self._error(400, "400.002.02", "Bad Request - Invalid PhoneNumber")
             with self.lock:
                 self.seq += 1
-                cid = "ws_CO_fake%06d" % self.seq
+                cid = "ws_CO_%s%06d" % (self.run, self.seq)
                 self.pushes[cid] = dict(req, MerchantRequestID="mr-%06d" % self.seq)
             return 200, {"MerchantRequestID": self.pushes[cid]["MerchantRequestID"],
                          "CheckoutRequestID": cid, "ResponseCode": "0",
@@ -303,7 +305,7 @@ class FakeDaraja(_Fake):
             cb["ResultDesc"] = "The service request is processed successfully."
             cb["CallbackMetadata"] = {"Item": [
                 {"Name": "Amount", "Value": push["Amount"] if amount is None else amount},
-                {"Name": "MpesaReceiptNumber", "Value": receipt or "NLJ7RT%04d" % self.seq},
+                {"Name": "MpesaReceiptNumber", "Value": receipt or ("R" + secrets.token_hex(5).upper())},
                 {"Name": "TransactionDate", "Value": int(time.strftime("%Y%m%d%H%M%S"))},
                 {"Name": "PhoneNumber", "Value": int(push["PhoneNumber"] if phone is None else phone)},
             ]}
