@@ -439,8 +439,10 @@ function _M.create(user, body)
   if answer.status == "completed" or answer.status == "failed" then
     _M.settle(row.id, answer.status, { provider_ref = answer.provider_ref,
       reason = answer.failure_reason })
+    recorded = nil
   end
-  row = recorded and db.one(PAYMENT_ONLY, row.id) or db.one(PAYMENT_ONLY, row.id)
+  -- Not recorded: a callback settled it meanwhile, or create() did; read what it is now.
+  row = recorded or db.one(PAYMENT_ONLY, row.id)
   if row.payment_status == "failed" then
     spacer.error(422, "the payment provider refused the payment: "
       .. tostring(row.failure_reason ~= NULL and row.failure_reason or "no reason given"), {
