@@ -911,3 +911,39 @@ def _stop_all():
 
 
 atexit.register(_stop_all)
+
+
+@test
+def reload_picks_up_a_changed_plugin_and_refuses_a_broken_one():
+    import shutil
+    import subprocess
+    from harness import BIN
+    s = Server(workers=1)
+    plugins = os.path.join(s.dir, "plugins")
+    shutil.copytree(os.path.join(ROOT, "plugins"), plugins)
+    s.env["SPACER_SCRIPTS_PLUGINS"] = plugins
+    s.start()
+    try:
+        w = World(s)
+        path = os.path.join(plugins, "payments", "manual.lua")
+        with open(path) as f:
+            good = f.read()
+        with open(path, "w") as f:
+            f.write(good.replace('reference = "PAY-" .. payment.id', 'reference = "CASH-" .. payment.id'))
+        r = subprocess.run([BIN, "reload"], cwd=ROOT, env=s.env, capture_output=True, text=True,
+                           timeout=30)
+        eq(0, r.returncode, r.stdout + r.stderr)
+        r = w.pay(w.booking(), "cash")
+        eq(201, r.status, repr(r))
+        eq("CASH-%d" % r.json["payment"]["id"], r.json["payment"]["next_action"]["reference"])
+        # a plugin without its webhook: the reload is refused, naming the file
+        with open(path, "w") as f:
+            f.write(good.replace("function _M.webhook()", "function _M.not_a_webhook()"))
+        r = subprocess.run([BIN, "reload"], cwd=ROOT, env=s.env, capture_output=True, text=True,
+                           timeout=30)
+        check(r.returncode != 0, "a broken plugin was loaded")
+        check("manual.lua: missing function webhook" in r.stdout, r.stdout)
+        r = w.pay(w.booking(), "cash")
+        eq(201, r.status, repr(r))  # the old generation serves on
+    finally:
+        s.close()
