@@ -151,3 +151,19 @@ test("an invoice takes lines and tax from the booking's breakdown", function()
   assert_eq(116000, parts.total)
   assert_eq(16, parts.tax_rate_percent)
 end)
+
+local flow = require("payment_flow")
+
+test("the cleanup job removes idempotency keys older than 24 hours, and only those", function()
+  local user = spacer.db.one("SELECT id FROM users ORDER BY id LIMIT 1").id
+  local old, young = "old-" .. spacer.crypto.random_hex(8), "young-" .. spacer.crypto.random_hex(8)
+  spacer.db.exec([[INSERT INTO idempotency_keys (client_id, key, method, path, request_hash,
+      created_at) VALUES ($1, $2, 'POST', 'x', 'h', now() - interval '25 hours'),
+      ($1, $3, 'POST', 'x', 'h', now() - interval '23 hours')]], user, old, young)
+  flow.delete_old_keys()
+  local left = spacer.db.query("SELECT key FROM idempotency_keys WHERE key = ANY (ARRAY[$1, $2])",
+    old, young)
+  assert_eq(1, #left)
+  assert_eq(young, left[1].key)
+  spacer.db.exec("DELETE FROM idempotency_keys WHERE key = $1", young)
+end)
