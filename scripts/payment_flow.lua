@@ -103,6 +103,9 @@ local REFUNDED = [[
   WHERE p.id = $1 AND p.payment_status = 'completed'
   RETURNING ]] .. COLS
 
+local PENDING_OF_BOOKING = [[
+  SELECT id FROM payments WHERE booking_id = $1 AND payment_status = 'pending']]
+
 local COMPLETED_OF_BOOKING = "SELECT " .. COLS .. [[
   FROM payments p WHERE p.booking_id = $1 AND p.payment_status = 'completed']]
 
@@ -593,10 +596,15 @@ end
 
 -- flow.refund_booking(booking_row) -> { status, amount, payment_id } | nil
 -- After a booking is cancelled: its completed payment is refunded by the cancellation
--- policy's amount (booking_row.refund_minor) through the provider's refund(); an unpaid
--- invoice is voided.
+-- policy's amount (booking_row.refund_minor) through the provider's refund(); a pending
+-- payment fails; an unpaid invoice is voided.
 function _M.refund_booking(b)
   db.exec(VOID_UNPAID, b.id)
+  -- An attempt still pending pays for nothing now: it fails (an owner cannot confirm it).
+  local open = db.one(PENDING_OF_BOOKING, b.id)
+  if open then
+    _M.settle(open.id, "failed", { reason = "the booking was cancelled" })
+  end
   local paid = db.one(COMPLETED_OF_BOOKING, b.id)
   if not paid then
     return nil

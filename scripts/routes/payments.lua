@@ -181,6 +181,18 @@ end
 
 -- Helpers ------------------------------------------------------------------------------------
 
+-- A payment as this user sees it: next_action (a Stripe client_secret, say) is the payer's
+-- alone.
+local function shape_for(user)
+  return function(row)
+    local p = flow.payment(row)
+    if row.client_id ~= user.id then
+      p.next_action = NULL
+    end
+    return p
+  end
+end
+
 local function is_host(user, row)
   return is_admin(user) or row.space_owner_id == user.id
 end
@@ -223,16 +235,16 @@ function _M.list(req)
   local f, pager = api.list_params(req, PAYMENT_FILTERS)
   local user = req.user
   if is_admin(user) then
-    return spaces.page_of(req, pager, PAYMENTS_ALL, { f.status }, 1, flow.payment)
+    return spaces.page_of(req, pager, PAYMENTS_ALL, { f.status }, 1, shape_for(user))
   end
   if user.role == "owner" then
-    return spaces.page_of(req, pager, PAYMENTS_OF_OWNER, { user.id, f.status }, 2, flow.payment)
+    return spaces.page_of(req, pager, PAYMENTS_OF_OWNER, { user.id, f.status }, 2, shape_for(user))
   end
-  return spaces.page_of(req, pager, PAYMENTS_OF_CLIENT, { user.id, f.status }, 2, flow.payment)
+  return spaces.page_of(req, pager, PAYMENTS_OF_CLIENT, { user.id, f.status }, 2, shape_for(user))
 end
 
 function _M.show(req)
-  return 200, flow.payment(visible_payment(req))
+  return 200, shape_for(req.user)(visible_payment(req))
 end
 
 function _M.confirm(req)
@@ -241,7 +253,7 @@ function _M.confirm(req)
     api.not_found("payment")
   end
   local settled = flow.confirm(row)
-  return 200, { message = "Payment confirmed", payment = flow.payment(settled) }
+  return 200, { message = "Payment confirmed", payment = shape_for(req.user)(settled) }
 end
 
 function _M.webhook(req)

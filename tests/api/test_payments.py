@@ -600,8 +600,12 @@ def stripe_journey_web_app_paths():
     # the card is confirmed: Stripe calls the webhook, signed
     status, body = STRIPE.succeed(pi["id"])
     eq(200, status, body)
+    # the client_secret is the payer's alone
+    r = s.get("/api/payments/payments/%d" % p["id"], token=w.token("admin"))
+    eq((200, None), (r.status, r.json["next_action"]))
     p2 = payment(w, p["id"], client)
     eq(("completed", pi["id"]), (p2["payment_status"], p2["provider_ref"]))
+    eq(pi["client_secret"], p2["next_action"]["client_secret"])
     inv = invoice_of(w, b["id"], client)
     eq(("paid", p["id"], client_id), (inv["status"], inv["payment_id"], inv["client_id"]))
     # a duplicated webhook (Stripe retries) changes nothing and answers 200
@@ -947,3 +951,24 @@ def reload_picks_up_a_changed_plugin_and_refuses_a_broken_one():
         eq(201, r.status, repr(r))  # the old generation serves on
     finally:
         s.close()
+
+
+@test
+def cancelling_fails_a_pending_payment_and_voids_an_unpaid_invoice():
+    w = world()
+    s = w.s
+    b = w.booking(days=40)
+    r = w.pay(b, "cash")
+    eq(201, r.status, repr(r))
+    pid = r.json["payment"]["id"]
+    r = s.post("/api/payments/invoices", {"booking_id": b["id"]}, token=w.token("client1"))
+    eq(201, r.status, repr(r))
+    iid = r.json["invoice"]["id"]
+    r = s.patch("/api/bookings/bookings/%d/cancel" % b["id"], token=w.token("client1"))
+    eq(200, r.status, repr(r))
+    check("payment_id" not in r.json["refund"], repr(r.json["refund"]))
+    p = s.get("/api/payments/%d" % pid, token=w.token("client1")).json
+    eq(("failed", "the booking was cancelled"), (p["payment_status"], p["failure_reason"]))
+    error_body(s.patch("/api/payments/%d/confirm" % pid, token=w.token("owner1")), 409,
+               "invalid_status")
+    eq("void", s.get("/api/payments/invoices/%d" % iid, token=w.token("client1")).json["status"])
