@@ -451,18 +451,17 @@ def two_hundred_concurrent_invoices_unique_and_gapless():
     results = []
     lock = threading.Lock()
     todo = list(bookings)
+    barrier = threading.Barrier(200)
 
     def worker():
-        while True:
-            with lock:
-                if not todo:
-                    return
-                b = todo.pop()
-            r = s.post("/api/payments/invoices", {"booking_id": b["id"]}, token=c1)
-            with lock:
-                results.append(r)
+        with lock:
+            b = todo.pop()
+        barrier.wait()
+        r = s.post("/api/payments/invoices", {"booking_id": b["id"]}, token=c1, timeout=60)
+        with lock:
+            results.append(r)
 
-    threads = [threading.Thread(target=worker) for _ in range(20)]
+    threads = [threading.Thread(target=worker) for _ in range(200)]
     for t in threads:
         t.start()
     for t in threads:
@@ -972,3 +971,28 @@ def cancelling_fails_a_pending_payment_and_voids_an_unpaid_invoice():
     error_body(s.patch("/api/payments/%d/confirm" % pid, token=w.token("owner1")), 409,
                "invalid_status")
     eq("void", s.get("/api/payments/invoices/%d" % iid, token=w.token("client1")).json["status"])
+
+
+@test
+def expiry_asks_the_provider_first_and_completes_a_paid_push():
+    w = pworld()
+    s = Server(workers=1)
+    s.conf = provider_conf(s.port, pending_timeout=1, job_interval=1)
+    s.start()
+    DARAJA.query_result = "0"  # the STK Push Query says: paid
+    try:
+        ew = World(s)
+        b = ew.booking()
+        r = ew.pay(b, "mpesa", phone="0712345678")
+        eq(201, r.status, repr(r))
+        pid = r.json["payment"]["id"]
+        deadline = time.time() + 20
+        while time.time() < deadline and payment(ew, pid)["payment_status"] == "pending":
+            time.sleep(0.2)
+        eq("completed", payment(ew, pid)["payment_status"])
+        check(DARAJA.count("POST", "/mpesa/stkpushquery") >= 1, "the provider was not asked")
+        inv = invoice_of(w, b["id"], ew.token("client1"))
+        eq(("paid", pid), (inv["status"], inv["payment_id"]))
+    finally:
+        DARAJA.query_result = None
+        s.close()
