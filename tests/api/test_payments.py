@@ -299,9 +299,13 @@ def payment_4xx():
     cancelled = w.booking()
     eq(200, s.patch("/api/bookings/bookings/%d/cancel" % cancelled["id"], token=c1).status)
     error_body(w.pay(cancelled), 409, "booking_not_confirmed")
-    # not JSON: 400; not an object: 400
+    # not JSON: 400; not an object: 400; a form: 415
     error_body(s.post("/api/payments", raw=b"{", headers={"Content-Type": "application/json"},
                       token=c1), 400)
+    error_body(s.post("/api/payments", raw=b"[1]", headers={"Content-Type": "application/json"},
+                      token=c1), 400)
+    error_body(s.post("/api/payments", raw=b"booking_id=1",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"}, token=c1), 415)
     # pending payment: a second one is 409, whatever the method
     r = w.pay(b)
     eq(201, r.status, repr(r))
@@ -599,6 +603,9 @@ def stripe_journey_web_app_paths():
     # the card is confirmed: Stripe calls the webhook, signed
     status, body = STRIPE.succeed(pi["id"])
     eq(200, status, body)
+    # a card payment is settled by Stripe, not confirmed by hand
+    error_body(s.patch("/api/payments/%d/confirm" % p["id"], token=w.token("admin")), 409,
+               "not_confirmable")
     # the client_secret is the payer's alone
     r = s.get("/api/payments/payments/%d" % p["id"], token=w.token("admin"))
     eq((200, None), (r.status, r.json["next_action"]))
