@@ -913,11 +913,14 @@ def three_instances_expire_a_pending_payment_once():
 
 
 def _stop_all():
-    for s in _servers:
+    global _fakes_started
+    for s in list(_servers):
         s.close()
+    del _servers[:]
     if _fakes_started:
         STRIPE.stop()
         DARAJA.stop()
+        _fakes_started = False
 
 
 atexit.register(_stop_all)
@@ -1003,3 +1006,16 @@ def expiry_asks_the_provider_first_and_completes_a_paid_push():
     finally:
         DARAJA.query_result = None
         s.close()
+
+
+@test
+def zz_provider_server_drains_and_exits_0_with_its_timers():
+    """Last of this file: the provider server (payment jobs running) stops cleanly, and the
+    fakes stop, so the next files run without them."""
+    global _provider_server
+    s = provider_server()
+    eq(0, s.stop(), "exit status on SIGTERM")
+    s.close()
+    _servers.remove(s)
+    _provider_server = None
+    _stop_all()
