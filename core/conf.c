@@ -55,6 +55,7 @@ static const struct key_def keys[] = {
     {"scripts", "dir", K_STR, OFF(scripts_dir), "scripts", 0, 0},
     {"scripts", "plugins", K_STR, OFF(plugins_dir), "plugins", 0, 0},
     {"scripts", "instruction_limit", K_INT, OFF(instruction_limit), "10000000", 1000, LONG_MAX},
+    {"scripts", "load_instruction_limit", K_INT, OFF(load_instruction_limit), "0", 0, LONG_MAX},
     {"scripts", "memory_limit", K_SIZE, OFF(memory_limit), "256M", 1L << 20, 1L << 40},
     {"scripts", "reload", K_RELOAD, OFF(reload_watch), "manual", 0, 0},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0},
@@ -227,7 +228,13 @@ static int apply(struct sp_conf *c, const struct key_def *k, const char *v, cons
         if (k->offset == OFF(shutdown_timeout_ms) || k->offset == OFF(connect_timeout_ms) ||
             k->offset == OFF(statement_timeout_ms))
             n *= 1000; /* written in seconds, kept in milliseconds */
-        if (k->offset == OFF(instruction_limit) || k->offset == OFF(token_lifetime_s) ||
+        if (k->offset == OFF(load_instruction_limit) && n > 0 && n < 1000) {
+            sp_err_set(err, "%s:%d: %s.%s must be 0 (as instruction_limit) or from 1000 to %ld, "
+                       "not \"%s\"", where, line, k->section, k->key, k->max, v);
+            return -1;
+        }
+        if (k->offset == OFF(instruction_limit) || k->offset == OFF(load_instruction_limit) ||
+            k->offset == OFF(token_lifetime_s) ||
             k->offset == OFF(leeway_s))
             *(long *)(base + k->offset) = n;
         else
@@ -418,6 +425,8 @@ static int finish(struct sp_conf *c, sp_err *err)
         c->jwt_secret = xstrdup(hex);
         c->jwt_secret_generated = 1;
     }
+    if (c->load_instruction_limit == 0)
+        c->load_instruction_limit = c->instruction_limit;
     if (c->hash_threads == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         c->hash_threads = cores > 0 ? (int)cores : 1;

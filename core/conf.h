@@ -54,6 +54,7 @@ struct sp_conf {
     char *scripts_dir;
     char *plugins_dir;
     long instruction_limit;
+    long load_instruction_limit; /* a generation's load; 0 in the file means instruction_limit */
     size_t memory_limit;
     int reload_watch;
 

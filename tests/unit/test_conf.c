@@ -161,6 +161,7 @@ static void test_defaults(void **state)
     assert_string_equal(c->scripts_dir, "scripts");
     assert_string_equal(c->plugins_dir, "plugins");
     assert_int_equal(c->instruction_limit, 10000000);
+    assert_int_equal(c->load_instruction_limit, 10000000); /* 0: as instruction_limit */
     assert_int_equal(c->memory_limit, 256UL * 1024 * 1024);
     assert_int_equal(c->reload_watch, 0);
     assert_int_equal(c->log_level, 1); /* info */
@@ -248,6 +249,7 @@ static void test_good_file(void **state)
     assert_string_equal(c->scripts_dir, "app/scripts");
     assert_string_equal(c->plugins_dir, "app/plugins");
     assert_int_equal(c->instruction_limit, 5000);
+    assert_int_equal(c->load_instruction_limit, 5000);
     assert_int_equal(c->memory_limit, 64UL * 1024 * 1024);
     assert_int_equal(c->reload_watch, 1);
     assert_int_equal(c->log_level, 0);
@@ -275,10 +277,12 @@ static void test_values_of_each_type(void **state)
     sp_conf_free(c);
 
     c = parse_ok("[http]\nmax_body_size = 512kb\nmax_header_size = 2048\n"
-                 "[scripts]\nmemory_limit = 1G\n");
+                 "[scripts]\nmemory_limit = 1G\nload_instruction_limit = 50000000\n");
     assert_int_equal(c->max_body, 512 * 1024);
     assert_int_equal(c->max_header, 2048);
     assert_int_equal(c->memory_limit, 1024UL * 1024 * 1024);
+    assert_int_equal(c->load_instruction_limit, 50000000);
+    assert_int_equal(c->instruction_limit, 10000000);
     sp_conf_free(c);
 
     /* on/off and friends, any case */
@@ -650,6 +654,10 @@ static void test_bad_values(void **state)
     parse_fails("[auth]\nbcrypt_cost = 3\n", NAME ":2: auth.bcrypt_cost", 0);
     parse_fails("[auth]\ntoken_lifetime = 59\n", NAME ":2: auth.token_lifetime", 0);
     parse_fails("[scripts]\ninstruction_limit = 999\n", NAME ":2: scripts.instruction_limit", 0);
+    parse_fails("[scripts]\nload_instruction_limit = 999\n",
+                NAME ":2: scripts.load_instruction_limit must be 0 (as instruction_limit) or from "
+                     "1000",
+                0);
     parse_fails("[server]\nshutdown_timeout = 3601\n", NAME ":2: server.shutdown_timeout", 0);
 }
 
