@@ -538,15 +538,24 @@ done:
 int sp_conf_read_env_file(const char *path, sp_err *err)
 {
     FILE *f = fopen(path, "r");
-    char buf[4096];
+    char *buf = NULL;
+    size_t bufcap = 0;
+    ssize_t got;
     int lineno = 0;
 
     if (f == NULL)
         return 0;
-    while (fgets(buf, sizeof(buf), f) != NULL) {
-        char *s = trim(buf), *eq, *key, *value;
+    while ((got = getline(&buf, &bufcap, f)) > 0) {
+        char *s, *eq, *key, *value;
         size_t vl;
         lineno++;
+        if (strlen(buf) != (size_t)got) {
+            sp_err_set(err, "%s:%d: contains a NUL byte", path, lineno);
+            fclose(f);
+            free(buf);
+            return -1;
+        }
+        s = trim(buf);
         if (*s == '\0' || *s == '#')
             continue;
         if (strncmp(s, "export ", 7) == 0)
@@ -554,6 +563,7 @@ int sp_conf_read_env_file(const char *path, sp_err *err)
         if ((eq = strchr(s, '=')) == NULL) {
             sp_err_set(err, "%s:%d: expected KEY=VALUE", path, lineno);
             fclose(f);
+            free(buf);
             return -1;
         }
         *eq = '\0';
@@ -567,6 +577,7 @@ int sp_conf_read_env_file(const char *path, sp_err *err)
         setenv(key, value, 0); /* the real environment wins */
     }
     fclose(f);
+    free(buf);
     return 0;
 }
 
@@ -599,6 +610,14 @@ int sp_conf_load(const char *path, struct sp_conf **out, sp_err *err)
     if (text == NULL)
         text = xstrdup("");
     text[len] = '\0';
+    if (strlen(text) != len) { /* the rest would be silently ignored */
+        int line = 1;
+        for (const char *p = text; *p; p++)
+            line += *p == '\n';
+        sp_err_set(err, "%s:%d: contains a NUL byte", path, line);
+        free(text);
+        return -1;
+    }
     rc = sp_conf_parse(text, path, out, err);
     free(text);
     return rc;

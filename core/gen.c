@@ -203,7 +203,11 @@ static int l_print(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    sp_log(SP_LOG_INFO, "%s", lua_tostring(L, -1));
+    {
+        size_t len;
+        const char *text = lua_tolstring(L, -1, &len);
+        sp_log_text(SP_LOG_INFO, NULL, text, len); /* NUL bytes included */
+    }
     return 0;
 }
 
@@ -348,7 +352,7 @@ int sp_gen_loadfile(struct sp_gen *gen, const char *path, sp_err *err)
  * <plugins>/payments/mpesa.lua. Only those two trees; text chunks only; cached. */
 static int l_require(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = sp_lua_checktext(L, 1, NULL);
     struct sp_gen *gen = sp_gen_of(L);
     char path[1024], rel[512];
     const char *root = gen->conf->scripts_dir, *mod = name;
@@ -412,7 +416,7 @@ static void caller_source(lua_State *L, char *buf, size_t cap)
 static int l_core_add_route(lua_State *L)
 {
     struct sp_gen *gen = sp_gen_of(L);
-    const char *method = luaL_checkstring(L, 1), *path = luaL_checkstring(L, 2);
+    const char *method = sp_lua_checktext(L, 1, NULL), *path = sp_lua_checktext(L, 2, NULL);
     struct sp_route *rt;
     char source[600];
     sp_err err;
@@ -431,7 +435,7 @@ static int l_core_add_route(lua_State *L)
             return luaL_error(L, "out of memory");
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, 5, i);
-            if ((rt->roles[rt->nroles] = strdup(luaL_checkstring(L, -1))) == NULL)
+            if ((rt->roles[rt->nroles] = strdup(sp_lua_checktext(L, -1, NULL))) == NULL)
                 return luaL_error(L, "out of memory");
             rt->nroles++;
             lua_pop(L, 1);

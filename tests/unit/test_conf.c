@@ -598,6 +598,24 @@ static void test_load(void **state)
     assert_null(c);
     assert_string_equal(err.msg, "missing.conf: No such file or directory");
 
+    /* a NUL byte would end the text early: what follows it would be silently ignored */
+    f = fopen("nul.conf", "w");
+    assert_non_null(f);
+    fwrite("[server]\nport = 7002\n[auth]\njwt_secret = ab\0cd\n", 1, 47, f);
+    fclose(f);
+    assert_int_equal(sp_conf_load("nul.conf", &c, &err), -1);
+    assert_null(c);
+    assert_string_equal(err.msg, "nul.conf:4: contains a NUL byte");
+    f = fopen("nul.env", "w");
+    assert_non_null(f);
+    fwrite("SP_T_NUL_A=1\nSP_T_NUL_B=x\0y\n", 1, 28, f);
+    fclose(f);
+    assert_int_equal(sp_conf_read_env_file("nul.env", &err), -1);
+    assert_string_equal(err.msg, "nul.env:2: contains a NUL byte");
+    assert_null(getenv("SP_T_NUL_B"));
+    unlink("nul.conf");
+    unlink("nul.env");
+
     unlink("bad.conf");
     unlink("spacer.conf");
     unlink(".env");
