@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -621,6 +623,92 @@ int sp_conf_load(const char *path, struct sp_conf **out, sp_err *err)
     rc = sp_conf_parse(text, path, out, err);
     free(text);
     return rc;
+}
+
+/* Reads the kept secret: one line of at least 32 printable bytes. 0, or -1 with err. */
+static int read_dev_secret(int fd, const char *path, char **out, sp_err *err)
+{
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    size_t len;
+
+    if (n < 0) {
+        sp_err_set(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    buf[n] = '\0';
+    len = strcspn(buf, "\r\n");
+    buf[len] = '\0';
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] <= ' ' || buf[i] == 0x7f)
+            len = 0;
+    if (len < 32 || is_placeholder(buf)) {
+        sp_err_set(err, "%s: not a JWT secret of 32 bytes or more; delete it to have a new one "
+                        "made, or configure one (JWT_SECRET_KEY or [auth] jwt_secret)",
+                   path);
+        return -1;
+    }
+    *out = xstrdup(buf);
+    return 0;
+}
+
+int sp_conf_keep_dev_secret(struct sp_conf *c, const char *path, sp_err *err)
+{
+    char dir[512], *slash, *kept = NULL;
+    struct stat st;
+    int fd, made = 0;
+
+    if (!c->jwt_secret_generated || c->production)
+        return 0;
+    snprintf(dir, sizeof(dir), "%s", path);
+    if ((slash = strrchr(dir, '/')) != NULL) {
+        *slash = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            sp_err_set(err, "%s: %s", dir, strerror(errno));
+            return -1;
+        }
+    }
+    /* O_EXCL: of two instances starting at once, one makes it and the other reads it. */
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+        size_t len = strlen(c->jwt_secret);
+        int ok = write(fd, c->jwt_secret, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+        if (close(fd) != 0 || !ok) {
+            sp_err_set(err, "%s: cannot write the development JWT secret", path);
+            unlink(path);
+            return -1;
+        }
+        made = 1;
+    } else if (errno != EEXIST) {
+        sp_err_set(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (int tries = 0; tries < 50; tries++) { /* the maker may not have written it yet */
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+            sp_err_set(err, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        if (fstat(fd, &st) == 0 && st.st_size == 0 && !made) {
+            close(fd);
+            usleep(10000);
+            continue;
+        }
+        if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
+            fchmod(fd, 0600); /* a secret: its owner's only */
+        int rc = read_dev_secret(fd, path, &kept, err);
+        close(fd);
+        if (rc != 0)
+            return -1;
+        break;
+    }
+    if (kept == NULL) {
+        sp_err_set(err, "%s: empty", path);
+        return -1;
+    }
+    free(c->jwt_secret);
+    c->jwt_secret = kept;
+    c->jwt_secret_generated = 0;
+    return made;
 }
 
 void sp_conf_free(struct sp_conf *c)

@@ -56,8 +56,9 @@ class Response:
 class Server:
     """A spacer server with its own copy of scripts/ (so tests may add routes or edit rules)."""
 
-    def __init__(self, workers=2, env=None, extra_routes=None, conf=None):
+    def __init__(self, workers=2, env=None, extra_routes=None, conf=None, cwd=None):
         self.port = free_port()
+        self.cwd = cwd or ROOT  # the working directory: .env and var/ are read there
         self.dir = tempfile.mkdtemp(prefix="spacer-api-")
         self.scripts = os.path.join(self.dir, "scripts")
         shutil.copytree(os.path.join(ROOT, "scripts"), self.scripts)
@@ -89,7 +90,7 @@ class Server:
             args += ["-c", path]
         args.append("serve")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=self.log,
+        self.proc = subprocess.Popen(args, cwd=self.cwd, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         if wait:
             self.wait_ready()

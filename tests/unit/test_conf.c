@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -818,6 +819,54 @@ static void test_development_generates_secret(void **state)
     sp_conf_free(a);
 }
 
+static void test_development_secret_is_kept(void **state)
+{
+    SP_UNUSED(state);
+    char dir[] = "/tmp/spacer-conf-XXXXXX", path[256], first[128];
+    struct sp_conf *a, *b;
+    struct stat st;
+    sp_err err = {{0}};
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/var/jwt_secret", dir); /* var/ does not exist yet */
+    a = parse_ok("");
+    snprintf(first, sizeof(first), "%s", a->jwt_secret);
+    assert_int_equal(sp_conf_keep_dev_secret(a, path, &err), 1); /* made */
+    assert_string_equal(a->jwt_secret, first);
+    assert_int_equal(a->jwt_secret_generated, 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    /* the next start (another random secret at first) reads the kept one */
+    b = parse_ok("");
+    assert_string_not_equal(b->jwt_secret, first);
+    assert_int_equal(sp_conf_keep_dev_secret(b, path, &err), 0);
+    assert_string_equal(b->jwt_secret, first);
+    sp_conf_free(b);
+
+    /* a configured secret leaves the file alone, and so does production */
+    b = parse_ok("[auth]\njwt_secret = dev\n");
+    assert_int_equal(sp_conf_keep_dev_secret(b, path, &err), 0);
+    assert_string_equal(b->jwt_secret, "dev");
+    sp_conf_free(b);
+
+    /* a file that holds no real secret is an error, not a weak key */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("short\n", f);
+    fclose(f);
+    b = parse_ok("");
+    assert_int_equal(sp_conf_keep_dev_secret(b, path, &err), -1);
+    assert_non_null(strstr(err.msg, "not a JWT secret of 32 bytes or more"));
+    sp_conf_free(b);
+    sp_conf_free(a);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/var", dir);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -836,6 +885,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_application_sections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_production_secret_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_development_generates_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_development_secret_is_kept, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
