@@ -319,13 +319,18 @@ static void reply_failure(struct sp_req *req)
             reply_http_error(req);
         return;
     }
-    msg = luaL_tolstring(co, -1, NULL);
-    luaL_traceback(co, co, msg, 0);
+    lua_pushliteral(co, "script error: ");
+    luaL_tolstring(co, -2, NULL); /* the whole message, NUL bytes included */
+    lua_pushliteral(co, "\n");
+    luaL_traceback(co, co, NULL, 0);
+    lua_concat(co, 4);
     {
         char fields[200];
+        size_t len;
         snprintf(fields, sizeof(fields), "\"request_id\":\"%s\",\"route\":\"%s\"", req->id,
                  where);
-        sp_log_fields(SP_LOG_ERROR, fields, "script error: %s", lua_tostring(co, -1));
+        msg = lua_tolstring(co, -1, &len);
+        sp_log_text(SP_LOG_ERROR, fields, msg, len);
     }
     metrics_script_error();
     if (req->ev != NULL)

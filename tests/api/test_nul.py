@@ -204,6 +204,9 @@ spacer.get("/test/nul-log", function()
   spacer.log.warn("before\0after")
   return 200, { ok = true }
 end)
+spacer.get("/test/nul-raise", function()
+  error("raised\0tail")
+end)
 '''
 
 
@@ -217,9 +220,11 @@ def response_headers_and_log_lines_are_never_cut_at_a_nul():
             error_body(r, 500, "script_error")
             check(r.header("x-note") is None, "%s: a header was sent cut short: %r" % (path, r.headers))
         eq(200, s.get("/test/nul-log").status)
+        error_body(s.get("/test/nul-raise"), 500, "script_error")
         s.stop()
         logs = s.logs()
         check("contains a NUL byte" in logs, "no log line about the NUL header:\n" + logs)
         check("before\\u0000after" in logs, "the log line lost what follows the NUL:\n" + logs)
+        check("raised\\u0000tail" in logs, "the script error lost what follows the NUL:\n" + logs)
     finally:
         s.close()
