@@ -103,11 +103,41 @@ class Server:
                 raise AssertionError("server exited with %s:\n%s" % (self.proc.returncode, self.logs()))
             try:
                 if self.request("GET", "/healthz", timeout=1).status == 200:
+                    self.wait_all_workers(deadline)
                     return
             except OSError:
                 pass
             time.sleep(0.05)
         raise AssertionError("server did not become ready:\n" + self.logs())
+
+    def wait_all_workers(self, deadline):
+        """Until every worker has answered a /healthz (seen in the access log): a test that
+        edits the scripts right after start must not race a worker still loading them."""
+        want = int(self.env.get("SPACER_SERVER_WORKERS", "1"))
+        if self.env.get("SPACER_HTTP_ACCESS_LOG", "on").lower() in ("off", "no", "false", "0"):
+            return
+        while time.time() < deadline:
+            seen = set()
+            for line in self.logs_all().splitlines():
+                if line.startswith('{"type":"access"') and '"path":"/healthz"' in line:
+                    try:
+                        seen.add(json.loads(line)["worker"])
+                    except (ValueError, KeyError):
+                        pass
+            if len(seen) >= want:
+                return
+            try:
+                self.request("GET", "/healthz", timeout=1)
+            except OSError:
+                pass
+            time.sleep(0.02)
+
+    def logs_all(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def logs(self):
         try:
