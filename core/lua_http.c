@@ -495,7 +495,7 @@ static int l_http_request(lua_State *L)
     struct evkeyvalq *out;
     struct sp_buf target = {0};
     struct timeval tv;
-    char hostport[300];
+    char hostport[300], bare[256];
     int has_agent = 0, port, https;
     sp_err err;
 
@@ -534,9 +534,13 @@ static int l_http_request(lua_State *L)
         evhttp_uri_free(uri);
         return push_fail(L, "invalid url: only http:// and https:// (%.200s)", url);
     }
-    if (host == NULL || host[0] == '\0' || strlen(host) >= sizeof(call->host)) {
+    if (host == NULL || host[0] == '\0' || strlen(host) >= sizeof(bare)) {
         evhttp_uri_free(uri);
         return push_fail(L, "invalid url: no host (%.200s)", url);
+    }
+    if (host[0] == '[') { /* an IPv6 literal: connect to the address inside the brackets */
+        snprintf(bare, sizeof(bare), "%.*s", (int)strcspn(host + 1, "]"), host + 1);
+        host = bare;
     }
     if (evhttp_uri_get_userinfo(uri) != NULL) {
         evhttp_uri_free(uri);

@@ -77,11 +77,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
 
 
-class Upstream:
-    """A threaded HTTP (or HTTPS) server on 127.0.0.1, stopped by close()."""
+class Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
-    def __init__(self, cert=None):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+class Upstream:
+    """A threaded HTTP (or HTTPS) server on 127.0.0.1 (or ::1), stopped by close()."""
+
+    def __init__(self, cert=None, v6=False):
+        if v6:
+            self.httpd = Server6(("::1", 0), Handler)
+        else:
+            self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         if cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -177,6 +184,18 @@ def get_round_trip_status_headers_body():
     eq("5", echo["headers"]["x-n"])
     eq("127.0.0.1:%d" % w.plain.port, echo["headers"]["host"])
     check(echo["headers"]["user-agent"].startswith("Spacer/"), "default user agent")
+
+
+@test
+def ipv6_literals():
+    w = world()
+    up = Upstream(v6=True)
+    try:
+        r = w.call({"url": "http://[::1]:%d/v6" % up.port})
+        eq(200, r["status"])
+        eq("[::1]:%d" % up.port, json.loads(r["body"])["headers"]["host"])
+    finally:
+        up.close()
 
 
 @test
