@@ -485,7 +485,7 @@ static int l_http_request(lua_State *L)
     struct sp_req *req = sp_gen_req(L);
     const struct sp_conf *conf;
     const char *method_s, *url, *body, *scheme, *host, *path, *query;
-    size_t body_len = 0;
+    size_t body_len = 0, url_len = 0;
     enum evhttp_cmd_type method = EVHTTP_REQ_GET;
     double timeout_s;
     struct evhttp_uri *uri = NULL;
@@ -508,8 +508,10 @@ static int l_http_request(lua_State *L)
     method_s = opt_string(L, "method", NULL);
     if (method_s != NULL && method_type(method_s, &method) != 0)
         return luaL_error(L, "spacer.http.request: unknown method %s", method_s);
-    if ((url = opt_string(L, "url", NULL)) == NULL)
+    if ((url = opt_string(L, "url", &url_len)) == NULL)
         return luaL_error(L, "spacer.http.request: url is required");
+    if (strlen(url) != url_len)
+        return push_fail(L, "invalid url: it holds a NUL byte");
     body = opt_string(L, "body", &body_len);
     lua_getfield(L, 1, "timeout");
     timeout_s = conf->http_timeout_s;

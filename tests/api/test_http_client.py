@@ -278,7 +278,8 @@ def calls_per_request_are_capped():
 @test
 def bad_urls_and_headers():
     w = world()
-    for url in ("ftp://127.0.0.1/x", "not a url", "http:///nohost", "http://user:pw@127.0.0.1/"):
+    for url in ("ftp://127.0.0.1/x", "not a url", "http:///nohost", "http://user:pw@127.0.0.1/",
+                "http://127.0.0.1:99999/", "http://127.0.0.1/a b", "http://127.0.0.1/\u0000x"):
         starts_with("invalid url", w.call({"url": url}).get("error"))
     r = w.s.post("/test/http-bad-header", {"url": w.url("/")})
     eq(500, r.status, "a header with a line break is a script error")
