@@ -33,6 +33,7 @@
 #include "conf.h"
 #include "gen.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define MAX_HEADERS_SIZE (64 * 1024) /* of a response's status line and headers */
@@ -291,6 +292,26 @@ static void classify(struct http_call *call)
     ERR_clear_error();
 }
 
+/* The outcome for the metrics, from the error's first words. */
+static enum sp_http_outcome outcome(const char *err)
+{
+    static const struct {
+        const char *prefix;
+        enum sp_http_outcome outcome;
+    } map[] = {
+        {"timeout", SP_HTTP_TIMEOUT}, {"connection refused", SP_HTTP_REFUSED},
+        {"tls", SP_HTTP_TLS},         {"dns", SP_HTTP_DNS},
+        {"too large", SP_HTTP_TOO_LARGE},
+    };
+
+    if (err[0] == '\0')
+        return SP_HTTP_OK;
+    for (size_t i = 0; i < SP_ARRAY_LEN(map); i++)
+        if (strncmp(err, map[i].prefix, strlen(map[i].prefix)) == 0)
+            return map[i].outcome;
+    return SP_HTTP_ERROR;
+}
+
 /* Runs on its own event, never inside libevent's HTTP code: frees the connection, resumes. */
 static void call_finish(evutil_socket_t fd, short what, void *arg)
 {
@@ -301,6 +322,7 @@ static void call_finish(evutil_socket_t fd, short what, void *arg)
     SP_UNUSED(what);
     if (call->status == 0 && call->err[0] == '\0')
         classify(call);
+    metrics_http_call(outcome(call->err));
     call_release_io(call);
     req->pending--;
     req->cancel = NULL;

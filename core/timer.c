@@ -138,11 +138,12 @@ static void run_done(struct sp_req *req, int ok)
 
     t->runs++;
     t->running = NULL;
+    metrics_timer_run(ok);
     if (!ok) {
         char fields[160];
         size_t n = 0;
         t->errors++;
-        metrics_script_error();
+        metrics_script_error(); /* a script error like a request's */
         fields[0] = '\0';
         n = (size_t)snprintf(fields, sizeof(fields), "\"timer\":\"");
         sp_json_escape(fields, sizeof(fields) - 4, &n, t->name);
@@ -214,6 +215,7 @@ static void on_fire(evutil_socket_t fd, short what, void *arg)
         arm(t, next_delay(t));
     if (t->running != NULL) {
         t->skipped++;
+        metrics_timer_skip();
         sp_log(SP_LOG_DEBUG, "timer %s: the previous run is still going; this one is skipped",
                t->name);
         return;

@@ -342,10 +342,23 @@ def spacer_test_runs_calls_too():
     check("1 passed, 0 failed" in r.stdout, r.stdout + r.stderr)
 
 
+def metric(server, name):
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric " + name)
+
+
 @test
 def the_worker_never_restarted():
     w = world()
     try:
+        # what the tests above did, as the operators see it
+        calls = 'spacer_http_client_calls_total{outcome="%s"}'
+        check(metric(w.s, calls % "ok") >= 10, "ok calls")
+        for outcome, n in (("timeout", 2), ("connection_refused", 2), ("too_large", 2),
+                           ("tls", 2)):
+            check(metric(w.s, calls % outcome) >= n, "%s calls counted" % outcome)
         eq(200, w.s.get("/healthz").status)
         eq(w.pids, w.s.worker_pids(), "worker pids")
         check("killed by signal" not in w.s.logs(), w.s.logs())

@@ -184,6 +184,11 @@ def errors_and_limits_are_logged_counted_and_harmless():
         n = len(rows("SELECT id FROM timer_ticks WHERE tag = 'trouble'"))
         wait_for("more ticks", lambda: len(rows("SELECT id FROM timer_ticks WHERE tag = 'trouble'")) > n)
         eq(pids, s.worker_pids(), "no worker restarted")
+        text = s.get("/metrics").text
+        for result in ("ok", "error", "skipped"):
+            line = [x for x in text.splitlines()
+                    if x.startswith('spacer_timer_runs_total{result="%s"} ' % result)]
+            check(line and float(line[0].split()[1]) >= 1, "timer runs %s: %r" % (result, line))
         # declared in a request: a script error, not a new timer
         r = s.get("/test/declare-late")
         eq(500, r.status)
