@@ -275,14 +275,13 @@ static void classify(struct http_call *call)
         snprintf(e, cap, "dns: cannot resolve %s: %s", call->host, evutil_gai_strerror(dns));
     } else if (call->tls_error[0] != '\0') {
         snprintf(e, cap, "tls: %s:%d: %s", call->host, call->port, call->tls_error);
-    } else if (call->https && call->tls_started && !call->tls_done) {
-        char why[120] = "handshake failed";
-        if (ssl_err != 0)
+    } else if (call->refused || call->sys_errno == ECONNREFUSED) {
+        snprintf(e, cap, "connection refused: %s:%d", call->host, call->port);
+    } else if (call->https && !call->tls_done) {
+        char why[120] = "the connection closed during the handshake";
+        if (call->tls_started && ssl_err != 0 && !ERR_SYSTEM_ERROR(ssl_err))
             ERR_error_string_n(ssl_err, why, sizeof(why));
         snprintf(e, cap, "tls: %s:%d: %s", call->host, call->port, why);
-    } else if (call->refused || call->sys_errno == ECONNREFUSED ||
-               (call->https && !call->tls_started)) {
-        snprintf(e, cap, "connection refused: %s:%d", call->host, call->port);
     } else if (call->ev_error == EVREQ_HTTP_EOF + 1) {
         snprintf(e, cap, "error: %s:%d closed the connection before a complete response",
                  call->host, call->port);

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <event2/event.h>
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *er
     r->w.pid = getpid();
     r->w.ctl_fd = -1;
     sp_worker = &r->w;
+    signal(SIGPIPE, SIG_IGN); /* as in a worker: a peer that closed is an error, not death */
     if ((r->w.base = event_base_new()) == NULL) {
         sp_err_set(err, "cannot create an event loop");
         goto fail;

@@ -132,12 +132,26 @@ class World:
         self.silent.listen(16)
         # A port with nothing listening.
         self.closed_port = free_port()
+        # Accepts and hangs up at once, before any byte.
+        self.closer = socket.socket()
+        self.closer.bind(("127.0.0.1", 0))
+        self.closer.listen(16)
+        self.closer_port = self.closer.getsockname()[1]
+        threading.Thread(target=self.hang_up, daemon=True).start()
         env = {"SPACER_HTTP_CLIENT_MAX_RESPONSE_SIZE": "64K",
                "SPACER_HTTP_CLIENT_MAX_CALLS_PER_REQUEST": "3"}
         self.s = Server(workers=1, extra_routes=ROUTES, env=env).start()
         self.trusting = Server(workers=1, extra_routes=ROUTES,
                                env=dict(env, SPACER_HTTP_CLIENT_CA_FILE=self.ca)).start()
         self.pids = self.s.worker_pids()
+
+    def hang_up(self):
+        while True:
+            try:
+                c, _ = self.closer.accept()
+            except OSError:
+                return  # closed at the end
+            c.close()
 
     def call(self, opts, server=None, timeout=30):
         r = (server or self.s).post("/test/http", opts, timeout=timeout)
@@ -153,6 +167,7 @@ class World:
         for u in (self.plain, self.tls, self.tls_other):
             u.close()
         self.silent.close()
+        self.closer.close()
 
 
 _world = None
@@ -255,6 +270,15 @@ def refused_connections_say_so():
 
 
 @test
+def a_server_that_hangs_up_is_an_error():
+    w = world()
+    starts_with("error", w.call({"url": w.url("/", w.closer_port)}).get("error"))
+    err = w.call({"url": w.url("/", w.closer_port, "https")}).get("error")
+    starts_with("tls", err)
+    check("handshake" in err, err)
+
+
+@test
 def oversized_responses_are_too_large():
     w = world()
     starts_with("too large", w.call({"url": w.url("/big")}).get("error"))
@@ -337,7 +361,12 @@ def spacer_test_runs_calls_too():
                 '  local r2, err2 = spacer.http.request{ url = "%s", timeout = 0.5 }\n'
                 '  assert_nil(r2)\n'
                 '  assert_true(err2:find("^timeout") ~= nil, err2)\n'
-                'end)\n' % (w.url("/created"), w.url("/", w.silent.getsockname()[1])))
+                '  -- a peer that hangs up (a write to it would raise SIGPIPE)\n'
+                '  local r3, err3 = spacer.http.request{ url = "%s" }\n'
+                '  assert_nil(r3)\n'
+                '  assert_true(err3:find("^tls") ~= nil, err3)\n'
+                'end)\n' % (w.url("/created"), w.url("/", w.silent.getsockname()[1]),
+                            w.url("/", w.closer_port, "https")))
     r = subprocess.run([BIN, "test", path], cwd=ROOT, capture_output=True, text=True, timeout=60)
     check("1 passed, 0 failed" in r.stdout, r.stdout + r.stderr)
 
