@@ -27,6 +27,10 @@ struct sp_gen {
     size_t mem_used, mem_limit;
     size_t mem_peak;
     struct sp_req *running;    /* the request whose coroutine runs now, for the limits */
+    int loading;               /* scripts' load-time code runs now: the load limits apply */
+    int load_limit;            /* enum sp_limit: what stopped the load, SP_LIMIT_NONE if nothing */
+    long load_instructions;    /* spent while loading */
+    char load_where[192];      /* "file:line" last entered while loading */
     int run_ref;               /* the prelude's request runner */
     int auth_ref;              /* scripts' resolver of token claims to a user, or LUA_NOREF */
 };

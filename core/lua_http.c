@@ -506,7 +506,7 @@ static int l_http_request(lua_State *L)
     struct sp_req *req = sp_gen_req(L);
     const struct sp_conf *conf;
     const char *method_s, *url, *body, *scheme, *host, *path, *query;
-    size_t body_len = 0, url_len = 0;
+    size_t body_len = 0, url_len = 0, method_len = 0;
     enum evhttp_cmd_type method = EVHTTP_REQ_GET;
     double timeout_s;
     struct evhttp_uri *uri = NULL;
@@ -526,8 +526,8 @@ static int l_http_request(lua_State *L)
     conf = req->w->conf;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    method_s = opt_string(L, "method", NULL);
-    if (method_s != NULL && method_type(method_s, &method) != 0)
+    method_s = opt_string(L, "method", &method_len);
+    if (method_s != NULL && (strlen(method_s) != method_len || method_type(method_s, &method) != 0))
         return luaL_error(L, "spacer.http.request: unknown method %s", method_s);
     if ((url = opt_string(L, "url", &url_len)) == NULL)
         return luaL_error(L, "spacer.http.request: url is required");

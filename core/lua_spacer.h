@@ -19,6 +19,12 @@ void sp_lua_open_ops(lua_State *L);
 int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err);
 int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err);
 
+/* Like luaL_checklstring, for text that reaches C as a NUL-terminated string: a string with
+ * an embedded NUL raises "bad argument #arg to 'f' (contains a NUL byte)" instead of being
+ * cut there. len may be NULL.  [-0, +0, v] */
+const char *sp_lua_checktext(lua_State *L, int arg, size_t *len);
+const char *sp_lua_opttext(lua_State *L, int arg, const char *def);
+
 /* The registry key of the spacer.error metatable (set by the prelude). */
 extern const char sp_lua_error_mt_key;
 

@@ -19,6 +19,7 @@
 
 #include "gen.h"
 #include "log.h"
+#include "lua_spacer.h"
 #include "metrics.h"
 #include "worker.h"
 
@@ -155,10 +156,15 @@ static void run_done(struct sp_req *req, int ok)
             if (req->limit == SP_LIMIT_MEMORY)
                 lua_gc(gen->L, LUA_GCCOLLECT);
         } else {
+            struct sp_buf line = {0};
+            size_t len;
             const char *msg = luaL_tolstring(co, -1, NULL);
             luaL_traceback(co, co, msg, 0);
-            sp_log_fields(SP_LOG_ERROR, fields, "timer %s (%s) failed: %s", t->name, t->source,
-                          lua_tostring(co, -1));
+            msg = lua_tolstring(co, -1, &len);
+            sp_buf_printf(&line, "timer %s (%s) failed: ", t->name, t->source);
+            sp_buf_add(&line, msg, len); /* whole, NUL bytes included */
+            sp_log_text(SP_LOG_ERROR, fields, line.data, line.len);
+            sp_buf_free(&line);
         }
     }
     if (req->cancel != NULL)
@@ -308,7 +314,7 @@ static struct sp_timer *add(lua_State *L, struct sp_timers *set, const char *nam
 static int l_timer_every(lua_State *L)
 {
     struct sp_timers *set = timers_of(L);
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = sp_lua_checktext(L, 1, NULL);
     double every = luaL_checknumber(L, 2);
 
     luaL_checktype(L, 3, LUA_TFUNCTION);
