@@ -48,6 +48,7 @@ struct sp_timer {
 /* A generation's timers. */
 struct sp_timers {
     struct sp_gen *gen;
+    struct sp_worker *w; /* the worker running them, from sp_timer_start */
     int started, stopped;
     int n, cap, one_shots;
     unsigned long long seq;
@@ -129,6 +130,18 @@ static void remove_timer(struct sp_timers *set, struct sp_timer *t)
 
 /* ---- a run ---------------------------------------------------------------------- */
 
+/* A run counts as a request in flight: a draining worker waits for it. */
+static void run_arrived(struct sp_worker *w)
+{
+    w->inflight++;
+}
+
+static void run_left(struct sp_worker *w)
+{
+    if (--w->inflight == 0 && w->draining)
+        event_base_loopexit(w->base, NULL);
+}
+
 static void run_done(struct sp_req *req, int ok)
 {
     struct sp_timer *t = req->on_done_arg;
@@ -174,15 +187,14 @@ static void run_done(struct sp_req *req, int ok)
     free(req);
     if (t->every_s == 0)
         remove_timer(set, t); /* a one-shot is done */
-    if (--w->inflight == 0 && w->draining)
-        event_base_loopexit(w->base, NULL);
+    run_left(w);
     sp_gen_unref(gen); /* last: it may close the state, and the timers with it */
 }
 
 static void run(struct sp_timer *t)
 {
     struct sp_gen *gen = t->set->gen;
-    struct sp_worker *w = gen->worker;
+    struct sp_worker *w = t->set->w;
     struct sp_req *req = calloc(1, sizeof(*req));
     lua_State *co;
 
@@ -204,7 +216,7 @@ static void run(struct sp_timer *t)
     sp_gen_arm_limits(gen, co, req);
     lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
     t->running = req;
-    w->inflight++; /* a draining worker waits for the run, as for a request */
+    run_arrived(w);
     sp_req_start(req, 0);
 }
 
@@ -215,7 +227,7 @@ static void on_fire(evutil_socket_t fd, short what, void *arg)
 
     SP_UNUSED(fd);
     SP_UNUSED(what);
-    if (set->stopped || set->gen->worker->draining)
+    if (set->stopped || set->w->draining)
         return;
     if (t->every_s > 0)
         arm(t, next_delay(t));
@@ -233,9 +245,7 @@ static void on_fire(evutil_socket_t fd, short what, void *arg)
 
 static int start_one(struct sp_timers *set, struct sp_timer *t)
 {
-    struct sp_worker *w = set->gen->worker;
-
-    if ((t->ev = evtimer_new(w->base, on_fire, t)) == NULL) {
+    if ((t->ev = evtimer_new(set->w->base, on_fire, t)) == NULL) {
         sp_log(SP_LOG_ERROR, "timer %s: cannot create its event", t->name);
         return -1;
     }
@@ -244,12 +254,13 @@ static int start_one(struct sp_timers *set, struct sp_timer *t)
     return 0;
 }
 
-void sp_timer_start(struct sp_gen *gen)
+void sp_timer_start(struct sp_worker *w, struct sp_gen *gen)
 {
     struct sp_timers *set = timers_of(gen->L);
 
-    if (set == NULL || gen->worker == NULL || set->started || gen->worker->draining)
+    if (set == NULL || set->started || w->draining)
         return;
+    set->w = w;
     set->started = 1;
     for (int i = 0; i < set->n; i++)
         start_one(set, set->list[i]);
