@@ -269,8 +269,12 @@ static void classify(struct http_call *call)
         snprintf(e, cap, "timeout: no response from %s:%d within %g s", call->host, call->port,
                  call->timeout_s);
     } else if (call->ev_error == EVREQ_HTTP_DATA_TOO_LONG + 1) {
-        snprintf(e, cap, "too large: the response from %s:%d exceeds %zu bytes (or its "
-                 "headers %d)", call->host, call->port, call->max_response, MAX_HEADERS_SIZE);
+        snprintf(e, cap, "too large: the response from %s:%d exceeds %zu bytes", call->host,
+                 call->port, call->max_response);
+    } else if (call->ev_error == EVREQ_HTTP_INVALID_HEADER + 1) {
+        /* libevent says the same for both */
+        snprintf(e, cap, "error: %s:%d answered a malformed status line or headers, or headers "
+                 "over %d bytes", call->host, call->port, MAX_HEADERS_SIZE);
     } else if (dns != 0) {
         snprintf(e, cap, "dns: cannot resolve %s: %s", call->host, evutil_gai_strerror(dns));
     } else if (call->tls_error[0] != '\0') {

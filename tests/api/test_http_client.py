@@ -55,7 +55,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n).decode("utf-8", "replace")
-        if self.path.startswith("/big"):
+        if self.path.startswith("/big-headers"):
+            self.reply(200, b"{}", extra=[("X-Filler-%d" % i, "z" * 1000) for i in range(100)])
+        elif self.path.startswith("/big"):
             self.reply(200, b"x" * (200 * 1024), "text/plain")
         elif self.path.startswith("/chunked-big"):
             self.send_response(200)
@@ -283,6 +285,9 @@ def oversized_responses_are_too_large():
     w = world()
     starts_with("too large", w.call({"url": w.url("/big")}).get("error"))
     starts_with("too large", w.call({"url": w.url("/chunked-big")}).get("error"))
+    err = w.call({"url": w.url("/big-headers")}).get("error")
+    starts_with("error", err)
+    check("headers over 65536 bytes" in err, err)
     eq(200, w.call({"url": w.url("/small")})["status"], "the next call is fine")
 
 
