@@ -19,6 +19,7 @@
 #include "gen.h"
 #include "log.h"
 #include "lua_http.h"
+#include "lua_spacer.h"
 #include "pgpool.h"
 #include "worker.h"
 
@@ -192,7 +193,8 @@ static const char *error_text(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    return luaL_tolstring(L, -1, NULL);
+    sp_lua_push_error_text(L, -1); /* a raising __tostring would abort the run */
+    return lua_tostring(L, -1);
 }
 
 int sp_runner_test(const struct sp_conf *conf, int nfiles, char **files)

@@ -171,8 +171,11 @@ static void run_done(struct sp_req *req, int ok)
         } else {
             struct sp_buf line = {0};
             size_t len;
-            const char *msg = luaL_tolstring(co, -1, NULL);
-            luaL_traceback(co, co, msg, 0);
+            const char *msg;
+            sp_lua_push_error_text(co, -1); /* never a metamethod: no unprotected error */
+            lua_pushliteral(co, "\n");
+            luaL_traceback(co, co, NULL, 0);
+            lua_concat(co, 3);
             msg = lua_tolstring(co, -1, &len);
             sp_buf_printf(&line, "timer %s (%s) failed: ", t->name, t->source);
             sp_buf_add(&line, msg, len); /* whole, NUL bytes included */
