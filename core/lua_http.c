@@ -33,6 +33,7 @@
 #include "conf.h"
 #include "gen.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define MAX_HEADERS_SIZE (64 * 1024) /* of a response's status line and headers */
@@ -270,18 +271,21 @@ static void classify(struct http_call *call)
     } else if (call->ev_error == EVREQ_HTTP_DATA_TOO_LONG + 1) {
         snprintf(e, cap, "too large: the response from %s:%d exceeds %zu bytes", call->host,
                  call->port, call->max_response);
+    } else if (call->ev_error == EVREQ_HTTP_INVALID_HEADER + 1) {
+        /* libevent says the same for both */
+        snprintf(e, cap, "error: %s:%d answered a malformed status line or headers, or headers "
+                 "over %d bytes", call->host, call->port, MAX_HEADERS_SIZE);
     } else if (dns != 0) {
         snprintf(e, cap, "dns: cannot resolve %s: %s", call->host, evutil_gai_strerror(dns));
     } else if (call->tls_error[0] != '\0') {
         snprintf(e, cap, "tls: %s:%d: %s", call->host, call->port, call->tls_error);
-    } else if (call->https && call->tls_started && !call->tls_done) {
-        char why[120] = "handshake failed";
-        if (ssl_err != 0)
+    } else if (call->refused || call->sys_errno == ECONNREFUSED) {
+        snprintf(e, cap, "connection refused: %s:%d", call->host, call->port);
+    } else if (call->https && !call->tls_done) {
+        char why[120] = "the connection closed during the handshake";
+        if (call->tls_started && ssl_err != 0 && !ERR_SYSTEM_ERROR(ssl_err))
             ERR_error_string_n(ssl_err, why, sizeof(why));
         snprintf(e, cap, "tls: %s:%d: %s", call->host, call->port, why);
-    } else if (call->refused || call->sys_errno == ECONNREFUSED ||
-               (call->https && !call->tls_started)) {
-        snprintf(e, cap, "connection refused: %s:%d", call->host, call->port);
     } else if (call->ev_error == EVREQ_HTTP_EOF + 1) {
         snprintf(e, cap, "error: %s:%d closed the connection before a complete response",
                  call->host, call->port);
@@ -289,6 +293,26 @@ static void classify(struct http_call *call)
         snprintf(e, cap, "error: the call to %s:%d failed", call->host, call->port);
     }
     ERR_clear_error();
+}
+
+/* The outcome for the metrics, from the error's first words. */
+static enum sp_http_outcome outcome(const char *err)
+{
+    static const struct {
+        const char *prefix;
+        enum sp_http_outcome outcome;
+    } map[] = {
+        {"timeout", SP_HTTP_TIMEOUT}, {"connection refused", SP_HTTP_REFUSED},
+        {"tls", SP_HTTP_TLS},         {"dns", SP_HTTP_DNS},
+        {"too large", SP_HTTP_TOO_LARGE},
+    };
+
+    if (err[0] == '\0')
+        return SP_HTTP_OK;
+    for (size_t i = 0; i < SP_ARRAY_LEN(map); i++)
+        if (strncmp(err, map[i].prefix, strlen(map[i].prefix)) == 0)
+            return map[i].outcome;
+    return SP_HTTP_ERROR;
 }
 
 /* Runs on its own event, never inside libevent's HTTP code: frees the connection, resumes. */
@@ -301,6 +325,7 @@ static void call_finish(evutil_socket_t fd, short what, void *arg)
     SP_UNUSED(what);
     if (call->status == 0 && call->err[0] == '\0')
         classify(call);
+    metrics_http_call(outcome(call->err));
     call_release_io(call);
     req->pending--;
     req->cancel = NULL;
@@ -485,7 +510,7 @@ static int l_http_request(lua_State *L)
     struct sp_req *req = sp_gen_req(L);
     const struct sp_conf *conf;
     const char *method_s, *url, *body, *scheme, *host, *path, *query;
-    size_t body_len = 0;
+    size_t body_len = 0, url_len = 0, method_len = 0;
     enum evhttp_cmd_type method = EVHTTP_REQ_GET;
     double timeout_s;
     struct evhttp_uri *uri = NULL;
@@ -495,7 +520,7 @@ static int l_http_request(lua_State *L)
     struct evkeyvalq *out;
     struct sp_buf target = {0};
     struct timeval tv;
-    char hostport[300];
+    char hostport[300], bare[256];
     int has_agent = 0, port, https;
     sp_err err;
 
@@ -505,11 +530,13 @@ static int l_http_request(lua_State *L)
     conf = req->w->conf;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    method_s = opt_string(L, "method", NULL);
-    if (method_s != NULL && method_type(method_s, &method) != 0)
+    method_s = opt_string(L, "method", &method_len);
+    if (method_s != NULL && (strlen(method_s) != method_len || method_type(method_s, &method) != 0))
         return luaL_error(L, "spacer.http.request: unknown method %s", method_s);
-    if ((url = opt_string(L, "url", NULL)) == NULL)
+    if ((url = opt_string(L, "url", &url_len)) == NULL)
         return luaL_error(L, "spacer.http.request: url is required");
+    if (strlen(url) != url_len)
+        return push_fail(L, "invalid url: it holds a NUL byte");
     body = opt_string(L, "body", &body_len);
     lua_getfield(L, 1, "timeout");
     timeout_s = conf->http_timeout_s;
@@ -534,9 +561,13 @@ static int l_http_request(lua_State *L)
         evhttp_uri_free(uri);
         return push_fail(L, "invalid url: only http:// and https:// (%.200s)", url);
     }
-    if (host == NULL || host[0] == '\0' || strlen(host) >= sizeof(call->host)) {
+    if (host == NULL || host[0] == '\0' || strlen(host) >= sizeof(bare)) {
         evhttp_uri_free(uri);
         return push_fail(L, "invalid url: no host (%.200s)", url);
+    }
+    if (host[0] == '[') { /* an IPv6 literal: connect to the address inside the brackets */
+        snprintf(bare, sizeof(bare), "%.*s", (int)strcspn(host + 1, "]"), host + 1);
+        host = bare;
     }
     if (evhttp_uri_get_userinfo(uri) != NULL) {
         evhttp_uri_free(uri);

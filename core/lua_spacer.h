@@ -31,4 +31,9 @@ extern const char sp_lua_error_mt_key;
 /* Raises a spacer.error with status, code and message from C.  [-0, +0, v] */
 int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message);
 
+/* Pushes a text for the error value at idx without running any of its metamethods (a
+ * __tostring that raises would be an unprotected error where the core logs it): a string or
+ * number as is, a table's message field, else its type.  [-0, +1, m] */
+void sp_lua_push_error_text(lua_State *L, int idx);
+
 #endif

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <event2/event.h>
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "gen.h"
 #include "log.h"
 #include "lua_http.h"
+#include "lua_spacer.h"
 #include "pgpool.h"
 #include "worker.h"
 
@@ -46,6 +48,7 @@ int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *er
     r->w.pid = getpid();
     r->w.ctl_fd = -1;
     sp_worker = &r->w;
+    signal(SIGPIPE, SIG_IGN); /* as in a worker: a peer that closed is an error, not death */
     if ((r->w.base = event_base_new()) == NULL) {
         sp_err_set(err, "cannot create an event loop");
         goto fail;
@@ -190,7 +193,8 @@ static const char *error_text(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    return luaL_tolstring(L, -1, NULL);
+    sp_lua_push_error_text(L, -1); /* a raising __tostring would abort the run */
+    return lua_tostring(L, -1);
 }
 
 int sp_runner_test(const struct sp_conf *conf, int nfiles, char **files)

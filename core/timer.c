@@ -19,6 +19,7 @@
 
 #include "gen.h"
 #include "log.h"
+#include "lua_spacer.h"
 #include "metrics.h"
 #include "worker.h"
 
@@ -47,6 +48,7 @@ struct sp_timer {
 /* A generation's timers. */
 struct sp_timers {
     struct sp_gen *gen;
+    struct sp_worker *w; /* the worker running them, from sp_timer_start */
     int started, stopped;
     int n, cap, one_shots;
     unsigned long long seq;
@@ -128,6 +130,18 @@ static void remove_timer(struct sp_timers *set, struct sp_timer *t)
 
 /* ---- a run ---------------------------------------------------------------------- */
 
+/* A run counts as a request in flight: a draining worker waits for it. */
+static void run_arrived(struct sp_worker *w)
+{
+    w->inflight++;
+}
+
+static void run_left(struct sp_worker *w)
+{
+    if (--w->inflight == 0 && w->draining)
+        event_base_loopexit(w->base, NULL);
+}
+
 static void run_done(struct sp_req *req, int ok)
 {
     struct sp_timer *t = req->on_done_arg;
@@ -138,11 +152,12 @@ static void run_done(struct sp_req *req, int ok)
 
     t->runs++;
     t->running = NULL;
+    metrics_timer_run(ok);
     if (!ok) {
         char fields[160];
         size_t n = 0;
         t->errors++;
-        metrics_script_error();
+        metrics_script_error(); /* a script error like a request's */
         fields[0] = '\0';
         n = (size_t)snprintf(fields, sizeof(fields), "\"timer\":\"");
         sp_json_escape(fields, sizeof(fields) - 4, &n, t->name);
@@ -154,10 +169,18 @@ static void run_done(struct sp_req *req, int ok)
             if (req->limit == SP_LIMIT_MEMORY)
                 lua_gc(gen->L, LUA_GCCOLLECT);
         } else {
-            const char *msg = luaL_tolstring(co, -1, NULL);
-            luaL_traceback(co, co, msg, 0);
-            sp_log_fields(SP_LOG_ERROR, fields, "timer %s (%s) failed: %s", t->name, t->source,
-                          lua_tostring(co, -1));
+            struct sp_buf line = {0};
+            size_t len;
+            const char *msg;
+            sp_lua_push_error_text(co, -1); /* never a metamethod: no unprotected error */
+            lua_pushliteral(co, "\n");
+            luaL_traceback(co, co, NULL, 0);
+            lua_concat(co, 3);
+            msg = lua_tolstring(co, -1, &len);
+            sp_buf_printf(&line, "timer %s (%s) failed: ", t->name, t->source);
+            sp_buf_add(&line, msg, len); /* whole, NUL bytes included */
+            sp_log_text(SP_LOG_ERROR, fields, line.data, line.len);
+            sp_buf_free(&line);
         }
     }
     if (req->cancel != NULL)
@@ -167,15 +190,14 @@ static void run_done(struct sp_req *req, int ok)
     free(req);
     if (t->every_s == 0)
         remove_timer(set, t); /* a one-shot is done */
-    if (--w->inflight == 0 && w->draining)
-        event_base_loopexit(w->base, NULL);
+    run_left(w);
     sp_gen_unref(gen); /* last: it may close the state, and the timers with it */
 }
 
 static void run(struct sp_timer *t)
 {
     struct sp_gen *gen = t->set->gen;
-    struct sp_worker *w = gen->worker;
+    struct sp_worker *w = t->set->w;
     struct sp_req *req = calloc(1, sizeof(*req));
     lua_State *co;
 
@@ -197,7 +219,7 @@ static void run(struct sp_timer *t)
     sp_gen_arm_limits(gen, co, req);
     lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
     t->running = req;
-    w->inflight++; /* a draining worker waits for the run, as for a request */
+    run_arrived(w);
     sp_req_start(req, 0);
 }
 
@@ -208,12 +230,13 @@ static void on_fire(evutil_socket_t fd, short what, void *arg)
 
     SP_UNUSED(fd);
     SP_UNUSED(what);
-    if (set->stopped || set->gen->worker->draining)
+    if (set->stopped || set->w->draining)
         return;
     if (t->every_s > 0)
         arm(t, next_delay(t));
     if (t->running != NULL) {
         t->skipped++;
+        metrics_timer_skip();
         sp_log(SP_LOG_DEBUG, "timer %s: the previous run is still going; this one is skipped",
                t->name);
         return;
@@ -225,9 +248,7 @@ static void on_fire(evutil_socket_t fd, short what, void *arg)
 
 static int start_one(struct sp_timers *set, struct sp_timer *t)
 {
-    struct sp_worker *w = set->gen->worker;
-
-    if ((t->ev = evtimer_new(w->base, on_fire, t)) == NULL) {
+    if ((t->ev = evtimer_new(set->w->base, on_fire, t)) == NULL) {
         sp_log(SP_LOG_ERROR, "timer %s: cannot create its event", t->name);
         return -1;
     }
@@ -236,12 +257,13 @@ static int start_one(struct sp_timers *set, struct sp_timer *t)
     return 0;
 }
 
-void sp_timer_start(struct sp_gen *gen)
+void sp_timer_start(struct sp_worker *w, struct sp_gen *gen)
 {
     struct sp_timers *set = timers_of(gen->L);
 
-    if (set == NULL || gen->worker == NULL || set->started || gen->worker->draining)
+    if (set == NULL || set->started || w->draining)
         return;
+    set->w = w;
     set->started = 1;
     for (int i = 0; i < set->n; i++)
         start_one(set, set->list[i]);
@@ -306,7 +328,7 @@ static struct sp_timer *add(lua_State *L, struct sp_timers *set, const char *nam
 static int l_timer_every(lua_State *L)
 {
     struct sp_timers *set = timers_of(L);
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = sp_lua_checktext(L, 1, NULL);
     double every = luaL_checknumber(L, 2);
 
     luaL_checktype(L, 3, LUA_TFUNCTION);

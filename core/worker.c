@@ -322,7 +322,7 @@ static void reply_failure(struct sp_req *req)
         return;
     }
     lua_pushliteral(co, "script error: ");
-    luaL_tolstring(co, -2, NULL); /* the whole message, NUL bytes included */
+    sp_lua_push_error_text(co, -2); /* the whole message, NUL bytes included; no metamethod */
     lua_pushliteral(co, "\n");
     luaL_traceback(co, co, NULL, 0);
     lua_concat(co, 4);
@@ -794,7 +794,7 @@ static void reload(struct sp_worker *w)
     sp_timer_stop(w->gen);
     sp_gen_unref(w->gen); /* in-flight requests keep the old one alive */
     w->gen = gen;
-    sp_timer_start(gen);
+    sp_timer_start(w, gen);
     metrics_reload(1);
     publish_reload(w, 1);
 }
@@ -902,7 +902,7 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
            (unsigned long long)w.gen->number, sp_router_count(w.gen->router),
            w.gen->load_us / 1000.0);
 
-    sp_timer_start(w.gen);
+    sp_timer_start(&w, w.gen);
     event_base_dispatch(w.base);
     if (w.inflight > 0)
         sp_log(SP_LOG_WARN, "worker %d: shutdown timeout with %d request(s) in flight", index,

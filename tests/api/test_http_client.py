@@ -55,7 +55,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n).decode("utf-8", "replace")
-        if self.path.startswith("/big"):
+        if self.path.startswith("/big-headers"):
+            self.reply(200, b"{}", extra=[("X-Filler-%d" % i, "z" * 1000) for i in range(100)])
+        elif self.path.startswith("/big"):
             self.reply(200, b"x" * (200 * 1024), "text/plain")
         elif self.path.startswith("/chunked-big"):
             self.send_response(200)
@@ -77,11 +79,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
 
 
-class Upstream:
-    """A threaded HTTP (or HTTPS) server on 127.0.0.1, stopped by close()."""
+class Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
-    def __init__(self, cert=None):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+class Upstream:
+    """A threaded HTTP (or HTTPS) server on 127.0.0.1 (or ::1), stopped by close()."""
+
+    def __init__(self, cert=None, v6=False):
+        if v6:
+            self.httpd = Server6(("::1", 0), Handler)
+        else:
+            self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         if cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -125,12 +134,26 @@ class World:
         self.silent.listen(16)
         # A port with nothing listening.
         self.closed_port = free_port()
+        # Accepts and hangs up at once, before any byte.
+        self.closer = socket.socket()
+        self.closer.bind(("127.0.0.1", 0))
+        self.closer.listen(16)
+        self.closer_port = self.closer.getsockname()[1]
+        threading.Thread(target=self.hang_up, daemon=True).start()
         env = {"SPACER_HTTP_CLIENT_MAX_RESPONSE_SIZE": "64K",
                "SPACER_HTTP_CLIENT_MAX_CALLS_PER_REQUEST": "3"}
         self.s = Server(workers=1, extra_routes=ROUTES, env=env).start()
         self.trusting = Server(workers=1, extra_routes=ROUTES,
                                env=dict(env, SPACER_HTTP_CLIENT_CA_FILE=self.ca)).start()
         self.pids = self.s.worker_pids()
+
+    def hang_up(self):
+        while True:
+            try:
+                c, _ = self.closer.accept()
+            except OSError:
+                return  # closed at the end
+            c.close()
 
     def call(self, opts, server=None, timeout=30):
         r = (server or self.s).post("/test/http", opts, timeout=timeout)
@@ -146,6 +169,7 @@ class World:
         for u in (self.plain, self.tls, self.tls_other):
             u.close()
         self.silent.close()
+        self.closer.close()
 
 
 _world = None
@@ -177,6 +201,18 @@ def get_round_trip_status_headers_body():
     eq("5", echo["headers"]["x-n"])
     eq("127.0.0.1:%d" % w.plain.port, echo["headers"]["host"])
     check(echo["headers"]["user-agent"].startswith("Spacer/"), "default user agent")
+
+
+@test
+def ipv6_literals():
+    w = world()
+    up = Upstream(v6=True)
+    try:
+        r = w.call({"url": "http://[::1]:%d/v6" % up.port})
+        eq(200, r["status"])
+        eq("[::1]:%d" % up.port, json.loads(r["body"])["headers"]["host"])
+    finally:
+        up.close()
 
 
 @test
@@ -236,10 +272,22 @@ def refused_connections_say_so():
 
 
 @test
+def a_server_that_hangs_up_is_an_error():
+    w = world()
+    starts_with("error", w.call({"url": w.url("/", w.closer_port)}).get("error"))
+    err = w.call({"url": w.url("/", w.closer_port, "https")}).get("error")
+    starts_with("tls", err)
+    check("handshake" in err, err)
+
+
+@test
 def oversized_responses_are_too_large():
     w = world()
     starts_with("too large", w.call({"url": w.url("/big")}).get("error"))
     starts_with("too large", w.call({"url": w.url("/chunked-big")}).get("error"))
+    err = w.call({"url": w.url("/big-headers")}).get("error")
+    starts_with("error", err)
+    check("headers over 65536 bytes" in err, err)
     eq(200, w.call({"url": w.url("/small")})["status"], "the next call is fine")
 
 
@@ -259,7 +307,8 @@ def calls_per_request_are_capped():
 @test
 def bad_urls_and_headers():
     w = world()
-    for url in ("ftp://127.0.0.1/x", "not a url", "http:///nohost", "http://user:pw@127.0.0.1/"):
+    for url in ("ftp://127.0.0.1/x", "not a url", "http:///nohost", "http://user:pw@127.0.0.1/",
+                "http://127.0.0.1:99999/", "http://127.0.0.1/a b", "http://127.0.0.1/\u0000x"):
         starts_with("invalid url", w.call({"url": url}).get("error"))
     r = w.s.post("/test/http-bad-header", {"url": w.url("/")})
     eq(500, r.status, "a header with a line break is a script error")
@@ -317,15 +366,33 @@ def spacer_test_runs_calls_too():
                 '  local r2, err2 = spacer.http.request{ url = "%s", timeout = 0.5 }\n'
                 '  assert_nil(r2)\n'
                 '  assert_true(err2:find("^timeout") ~= nil, err2)\n'
-                'end)\n' % (w.url("/created"), w.url("/", w.silent.getsockname()[1])))
+                '  -- a peer that hangs up (a write to it would raise SIGPIPE)\n'
+                '  local r3, err3 = spacer.http.request{ url = "%s" }\n'
+                '  assert_nil(r3)\n'
+                '  assert_true(err3:find("^tls") ~= nil, err3)\n'
+                'end)\n' % (w.url("/created"), w.url("/", w.silent.getsockname()[1]),
+                            w.url("/", w.closer_port, "https")))
     r = subprocess.run([BIN, "test", path], cwd=ROOT, capture_output=True, text=True, timeout=60)
     check("1 passed, 0 failed" in r.stdout, r.stdout + r.stderr)
+
+
+def metric(server, name):
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric " + name)
 
 
 @test
 def the_worker_never_restarted():
     w = world()
     try:
+        # what the tests above did, as the operators see it
+        calls = 'spacer_http_client_calls_total{outcome="%s"}'
+        check(metric(w.s, calls % "ok") >= 10, "ok calls")
+        for outcome, n in (("timeout", 2), ("connection_refused", 2), ("too_large", 2),
+                           ("tls", 2)):
+            check(metric(w.s, calls % outcome) >= n, "%s calls counted" % outcome)
         eq(200, w.s.get("/healthz").status)
         eq(w.pids, w.s.worker_pids(), "worker pids")
         check("killed by signal" not in w.s.logs(), w.s.logs())

@@ -73,6 +73,10 @@ spacer.timer.every("slow", 0.1, function()
   spacer.db.exec("SELECT pg_sleep(0.4)")
   spacer.db.exec("UPDATE timer_runs SET ended = clock_timestamp() WHERE id = $1", id)
 end)
+-- an error object whose __tostring raises: the core must not run it where it logs
+local EVIL = setmetatable({}, { __tostring = function() error("tostring raised") end })
+spacer.timer.every("evil", 0.2, function() error(EVIL) end)
+spacer.get("/test/evil", function() error(EVIL) end)
 spacer.get("/test/timers", function() return 200, spacer.timer.list() end)
 spacer.get("/test/declare-late", function()
   spacer.timer.every("late", 1, function() end)
@@ -167,6 +171,7 @@ def errors_and_limits_are_logged_counted_and_harmless():
         def counted():
             t = {x["name"]: x for x in s.get("/test/timers").json}
             return (t["boom"]["errors"] >= 2 and t["spin"]["errors"] >= 1 and
+                    t["evil"]["errors"] >= 2 and
                     t["slow"]["skipped"] >= 1 and t["slow"]["runs"] >= 2 and t)
 
         t = wait_for("errors, limits and skipped runs counted", counted)
@@ -175,6 +180,8 @@ def errors_and_limits_are_logged_counted_and_harmless():
         logs = s.logs()
         check('"timer":"boom"' in logs and "boom from a timer" in logs, logs)
         check('"timer":"spin"' in logs and "instruction limit exceeded" in logs, logs)
+        check('"timer":"evil"' in logs and "(error object is a table value)" in logs, logs)
+        eq(500, s.get("/test/evil").status, "a route raising the same object")
         # runs of one timer never overlap
         runs = rows("SELECT extract(epoch FROM started), extract(epoch FROM ended) "
                     "FROM timer_runs WHERE ended IS NOT NULL ORDER BY started")
@@ -186,6 +193,22 @@ def errors_and_limits_are_logged_counted_and_harmless():
         n = len(rows("SELECT id FROM timer_ticks WHERE tag = 'trouble'"))
         wait_for("more ticks", lambda: len(rows("SELECT id FROM timer_ticks WHERE tag = 'trouble'")) > n)
         eq(pids, s.worker_pids(), "no worker restarted")
+        check("lua panic" not in s.logs(), s.logs())
+        # and in spacer test
+        path = os.path.join(s.dir, "evil_test.lua")
+        with open(path, "w") as f:
+            f.write('test("evil", function() error(setmetatable({}, { __tostring = function() '
+                    'error("tostring raised") end })) end)\n'
+                    'test("fine", function() end)\n')
+        r = subprocess.run([BIN, "test", path], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+        check("1 passed, 1 failed" in r.stdout and "error object is a table value" in r.stdout,
+              r.stdout + r.stderr)
+        text = s.get("/metrics").text
+        for result in ("ok", "error", "skipped"):
+            line = [x for x in text.splitlines()
+                    if x.startswith('spacer_timer_runs_total{result="%s"} ' % result)]
+            check(line and float(line[0].split()[1]) >= 1, "timer runs %s: %r" % (result, line))
         # declared in a request: a script error, not a new timer
         r = s.get("/test/declare-late")
         eq(500, r.status)
