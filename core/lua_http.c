@@ -701,9 +701,26 @@ nomem:
     return push_fail(L, "error: out of memory");
 }
 
+/* spacer.http.calls_left() -> n: the calls this request (timer run, test) may still make;
+ * 0 while the scripts load. A batch job sizes its batch with it. */
+static int l_http_calls_left(lua_State *L)
+{
+    struct sp_req *req = sp_gen_req(L);
+    int left = 0;
+
+    if (req != NULL && req->w != NULL && req->w->conf->http_max_calls > req->http_calls)
+        left = req->w->conf->http_max_calls - req->http_calls;
+    lua_pushinteger(L, left);
+    return 1;
+}
+
 void sp_lua_open_http(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"request", l_http_request}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"request", l_http_request},
+        {"calls_left", l_http_calls_left},
+        {NULL, NULL},
+    };
 
     luaL_newlib(L, funcs);
     lua_setfield(L, -2, "http");
