@@ -19,11 +19,11 @@
 #include <event2/keyvalq_struct.h>
 #include <lauxlib.h>
 #include <math.h>
-#include <stdarg.h>
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,9 +55,9 @@ struct http_call {
     char host[256];
     int port;
     int https;
-    int done;        /* an outcome is recorded: finish is active or has run */
-    int refused;     /* the connection failed before any byte (libevent's cleanup path) */
-    int ev_error;    /* enum evhttp_request_error + 1; 0: none */
+    int done;     /* an outcome is recorded: finish is active or has run */
+    int refused;  /* the connection failed before any byte (libevent's cleanup path) */
+    int ev_error; /* enum evhttp_request_error + 1; 0: none */
     int sys_errno;
     int tls_started, tls_done;
     char tls_error[160];
@@ -96,8 +96,8 @@ static void info_cb(const SSL *ssl, int where, int ret)
 
 /* Anything read from the server (a record header, even a bad one) means the connection was
  * made: a failure after it is TLS's, before it the connection's. */
-static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
-                   SSL *ssl, void *arg)
+static void
+msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg)
 {
     struct http_call *call = arg;
 
@@ -157,8 +157,8 @@ static struct sp_httpc *httpc_new(struct sp_worker *w, sp_err *err)
         return NULL;
     }
     hc->base = w->base;
-    hc->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                          EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    hc->dns = evdns_base_new(w->base,
+                             EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (hc->dns == NULL) /* no usable resolv.conf: numeric addresses and /etc/hosts still work */
         hc->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (hc->dns == NULL) {
@@ -273,8 +273,10 @@ static void classify(struct http_call *call)
                  call->port, call->max_response);
     } else if (call->ev_error == EVREQ_HTTP_INVALID_HEADER + 1) {
         /* libevent says the same for both */
-        snprintf(e, cap, "error: %s:%d answered a malformed status line or headers, or headers "
-                 "over %d bytes", call->host, call->port, MAX_HEADERS_SIZE);
+        snprintf(e, cap,
+                 "error: %s:%d answered a malformed status line or headers, or headers "
+                 "over %d bytes",
+                 call->host, call->port, MAX_HEADERS_SIZE);
     } else if (dns != 0) {
         snprintf(e, cap, "dns: cannot resolve %s: %s", call->host, evutil_gai_strerror(dns));
     } else if (call->tls_error[0] != '\0') {
@@ -302,9 +304,8 @@ static enum sp_http_outcome outcome(const char *err)
         const char *prefix;
         enum sp_http_outcome outcome;
     } map[] = {
-        {"timeout", SP_HTTP_TIMEOUT}, {"connection refused", SP_HTTP_REFUSED},
-        {"tls", SP_HTTP_TLS},         {"dns", SP_HTTP_DNS},
-        {"too large", SP_HTTP_TOO_LARGE},
+        {"timeout", SP_HTTP_TIMEOUT}, {"connection refused", SP_HTTP_REFUSED}, {"tls", SP_HTTP_TLS},
+        {"dns", SP_HTTP_DNS},         {"too large", SP_HTTP_TOO_LARGE},
     };
 
     if (err[0] == '\0')
@@ -410,9 +411,8 @@ static int method_type(const char *m, enum evhttp_cmd_type *out)
         const char *name;
         enum evhttp_cmd_type type;
     } methods[] = {
-        {"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST},
-        {"PUT", EVHTTP_REQ_PUT},       {"PATCH", EVHTTP_REQ_PATCH},
-        {"DELETE", EVHTTP_REQ_DELETE}, {"HEAD", EVHTTP_REQ_HEAD},
+        {"GET", EVHTTP_REQ_GET},         {"POST", EVHTTP_REQ_POST},     {"PUT", EVHTTP_REQ_PUT},
+        {"PATCH", EVHTTP_REQ_PATCH},     {"DELETE", EVHTTP_REQ_DELETE}, {"HEAD", EVHTTP_REQ_HEAD},
         {"OPTIONS", EVHTTP_REQ_OPTIONS},
     };
 
@@ -435,9 +435,8 @@ static int is_token(const char *s)
 /* Names the client sets itself. */
 static int is_framing_header(const char *name)
 {
-    return strcasecmp(name, "Content-Length") == 0 ||
-           strcasecmp(name, "Transfer-Encoding") == 0 || strcasecmp(name, "Connection") == 0 ||
-           strcasecmp(name, "Host") == 0;
+    return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0 ||
+           strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Host") == 0;
 }
 
 /* Checks opts.headers (at index idx: a table or nil) before anything is allocated: raises on
@@ -459,7 +458,8 @@ static void check_headers(lua_State *L, int idx)
         if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
             luaL_error(L, "spacer.http.request: header %s must be a string", name);
         lua_pushvalue(L, -1);
-        value = lua_tolstring(L, -1, &len); /* a copy: tostring on a number must not touch the key */
+        value =
+            lua_tolstring(L, -1, &len); /* a copy: tostring on a number must not touch the key */
         if (strpbrk(value, "\r\n") != NULL || strlen(value) != len)
             luaL_error(L, "spacer.http.request: header %s has a line break or a NUL", name);
         lua_pop(L, 2);
@@ -591,8 +591,10 @@ static int l_http_request(lua_State *L)
     if (req->http_calls >= conf->http_max_calls) {
         evhttp_uri_free(uri);
         sp_buf_free(&target);
-        return push_fail(L, "too many requests: at most %d outbound calls per request "
-                            "(http_client.max_calls_per_request)", conf->http_max_calls);
+        return push_fail(L,
+                         "too many requests: at most %d outbound calls per request "
+                         "(http_client.max_calls_per_request)",
+                         conf->http_max_calls);
     }
     if (sp_httpc_start(req->w, &err) != 0) {
         evhttp_uri_free(uri);
@@ -682,8 +684,8 @@ static int l_http_request(lua_State *L)
     /* libevent may run the callbacks before this returns (a refused local connect): they only
      * record the outcome; finish runs on the next turn of the loop. */
     if (evhttp_make_request(call->evcon, hreq, method, target.data) != 0 && !call->done) {
-        snprintf(call->err, sizeof(call->err), "error: cannot start a call to %s:%d",
-                 call->host, call->port);
+        snprintf(call->err, sizeof(call->err), "error: cannot start a call to %s:%d", call->host,
+                 call->port);
         call_record(call);
     }
     sp_buf_free(&target);
@@ -699,9 +701,26 @@ nomem:
     return push_fail(L, "error: out of memory");
 }
 
+/* spacer.http.calls_left() -> n: the calls this request (timer run, test) may still make;
+ * 0 while the scripts load. A batch job sizes its batch with it. */
+static int l_http_calls_left(lua_State *L)
+{
+    struct sp_req *req = sp_gen_req(L);
+    int left = 0;
+
+    if (req != NULL && req->w != NULL && req->w->conf->http_max_calls > req->http_calls)
+        left = req->w->conf->http_max_calls - req->http_calls;
+    lua_pushinteger(L, left);
+    return 1;
+}
+
 void sp_lua_open_http(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"request", l_http_request}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"request", l_http_request},
+        {"calls_left", l_http_calls_left},
+        {NULL, NULL},
+    };
 
     luaL_newlib(L, funcs);
     lua_setfield(L, -2, "http");

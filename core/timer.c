@@ -163,8 +163,8 @@ static void run_done(struct sp_req *req, int ok)
         sp_json_escape(fields, sizeof(fields) - 4, &n, t->name);
         snprintf(fields + n, sizeof(fields) - n, "\"");
         if (req->limit != SP_LIMIT_NONE) {
-            sp_log_fields(SP_LOG_ERROR, fields, "timer %s (%s): script %s limit exceeded; run ended",
-                          t->name, t->source,
+            sp_log_fields(SP_LOG_ERROR, fields,
+                          "timer %s (%s): script %s limit exceeded; run ended", t->name, t->source,
                           req->limit == SP_LIMIT_MEMORY ? "memory" : "instruction");
             if (req->limit == SP_LIMIT_MEMORY)
                 lua_gc(gen->L, LUA_GCCOLLECT);
@@ -297,8 +297,8 @@ static void caller(lua_State *L, char *buf, size_t cap)
 }
 
 /* Adds a timer for fn (at index fn_idx) to the set. Raises on failure. */
-static struct sp_timer *add(lua_State *L, struct sp_timers *set, const char *name, double every,
-                            double after, int fn_idx)
+static struct sp_timer *
+add(lua_State *L, struct sp_timers *set, const char *name, double every, double after, int fn_idx)
 {
     struct sp_timer *t;
 
@@ -340,8 +340,10 @@ static int l_timer_every(lua_State *L)
                           NAME_MAX_LEN);
     for (const char *p = name; *p; p++)
         if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\')
-            return luaL_error(L, "spacer.timer.every: the name \"%s\" has a space, a quote or "
-                                 "a character that is not ASCII", name);
+            return luaL_error(L,
+                              "spacer.timer.every: the name \"%s\" has a space, a quote or "
+                              "a character that is not ASCII",
+                              name);
     if (!(every >= MIN_EVERY_S && every <= MAX_EVERY_S))
         return luaL_error(L, "spacer.timer.every: seconds must be from %g to %g", MIN_EVERY_S,
                           MAX_EVERY_S);

@@ -22,12 +22,13 @@ spacer.post("/test/http", function(req)
   return 200, { status = res.status, headers = res.headers, body = res.body }
 end)
 spacer.post("/test/http-many", function(req)
-  local out = {}
+  local out, left = {}, { spacer.http.calls_left() }
   for i = 1, req.body.n do
     local res, err = spacer.http.request{ url = req.body.url }
     out[i] = res and res.status or err
+    left[#left + 1] = spacer.http.calls_left()
   end
-  return 200, { results = out }
+  return 200, { results = out, left = left }
 end)
 spacer.post("/test/http-bad-header", function(req)
   spacer.http.request{ url = req.body.url, headers = { ["X-A"] = "b\r\nX-Injected: 1" } }
@@ -300,6 +301,7 @@ def calls_per_request_are_capped():
     eq([200, 200, 200], res[:3])
     for e in res[3:]:
         starts_with("too many requests", e)
+    eq([3, 2, 1, 0, 0, 0], r.json["left"], "calls_left before and after each call")
     # the cap is per request: the next request may call again
     eq([200], w.s.post("/test/http-many", {"n": 1, "url": w.url("/")}).json["results"])
 
