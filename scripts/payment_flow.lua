@@ -663,10 +663,20 @@ function _M.expire_pending(limit)
   if #enabled == 0 then
     return 0
   end
-  local rows = db.query(CLAIM_EXPIRED, limit or 50, LEASE_SECONDS, json.array(enabled))
+  -- A row is claimed only when its provider can be asked about it in this run: each status
+  -- call spends outbound calls (M-Pesa: a token, then the query), the budget is per run.
+  limit = limit or 50
+  local budget = spacer.http.calls_left()
+  if budget > 0 then
+    limit = math.min(limit, budget)
+  end
+  local rows = db.query(CLAIM_EXPIRED, limit, LEASE_SECONDS, json.array(enabled))
   local n = 0
   for _, row in ipairs(rows) do
     local provider = payments.provider(row.provider)
+    if provider and provider.plugin.status and budget > 0 and spacer.http.calls_left() == 0 then
+      break -- out of calls: the rest keep their lease and come back in a later run
+    end
     local status, detail = "failed", "expired: no answer from the provider in time"
     if provider and provider.plugin.status then
       local answer, err = call(provider, "status", for_plugin(row, provider))
@@ -676,6 +686,8 @@ function _M.expire_pending(limit)
         detail = "expired: the provider still reports it unpaid"
       elseif answer then
         detail = "expired: " .. tostring(answer.reason or answer.status)
+      elseif tostring(err):find("^too many requests") then
+        break -- not an answer about this payment: leave it for a later run
       else
         detail = "expired: status unknown (" .. tostring(err) .. ")"
       end
