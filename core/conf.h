@@ -58,6 +58,11 @@ struct sp_conf {
     size_t memory_limit;
     int reload_watch;
 
+    /* [cache] */
+    int cache_enabled;
+    int cache_ttl_ms;
+    int cache_max_entries;
+
     /* [log] */
     int log_level;
 

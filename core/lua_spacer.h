@@ -14,6 +14,7 @@ void sp_lua_open_crypto(lua_State *L);
 void sp_lua_open_auth(lua_State *L);
 void sp_lua_open_db(lua_State *L);
 void sp_lua_open_ops(lua_State *L);
+void sp_lua_open_cache(lua_State *L);
 
 /* Time zones: seconds since the epoch <-> a zone's wall clock, DST-correct (tzdata). */
 int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err);

@@ -28,6 +28,7 @@
 #include "lua_http.h"
 #include "lua_spacer.h"
 #include "metrics.h"
+#include "pglisten.h"
 #include "pgpool.h"
 #include "timer.h"
 
@@ -178,6 +179,94 @@ static int has_header(struct sp_req *req, const char *name)
     return evhttp_find_header(evhttp_request_get_output_headers(req->ev), name) != NULL;
 }
 
+/* ---- conditional GET and the answer cache ------------------------------------------- */
+
+static const char *if_none_match(struct sp_req *req)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(req->ev), "If-None-Match");
+}
+
+/* A 200 with an ETag, or a 304 when the client has it already. */
+static void reply_etagged(struct sp_req *req, const char *etag, const char *headers,
+                          size_t headers_len, const char *body, size_t len)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
+
+    evhttp_add_header(out, "ETag", etag);
+    if (sp_cache_etag_matches(if_none_match(req), etag)) {
+        send_body(req, 304, NULL, NULL, 0);
+        return;
+    }
+    for (const char *p = headers, *e = headers + headers_len; p < e;) {
+        const char *value = p + strlen(p) + 1;
+        evhttp_add_header(out, p, value);
+        p = value + strlen(value) + 1;
+    }
+    send_body(req, 200, "application/json; charset=utf-8", body, len);
+}
+
+/* A GET of a route with etag, before its handler: 1 when answered from the cache. */
+static int cache_answer(struct sp_req *req, const char *path, const char *query)
+{
+    const struct sp_route *rt = req->route;
+    struct sp_worker *w = req->w;
+    const struct sp_cache_entry *e;
+    struct sp_buf key = {0};
+
+    req->etag = 1;
+    if (rt->ncache_tags == 0 || w->cache == NULL)
+        return 0;
+    metrics_cache_miss(); /* taken back below on a hit */
+    if (!sp_listen_up(w->listen))
+        return 0; /* changes may be missed now: never serve nor store */
+    for (int i = 0; i < rt->ncache_tags; i++)
+        req->cache_versions[i] = sp_cache_version(rt->cache_tags[i]);
+    sp_buf_adds(&key, path);
+    if (query != NULL) {
+        sp_buf_addc(&key, '?');
+        sp_buf_adds(&key, query);
+    }
+    sp_buf_addc(&key, '\0');
+    e = sp_cache_get(w->cache, key.data, req->gen->number, req->cache_versions, rt->ncache_tags);
+    if (e == NULL) {
+        req->cache_key = key.data; /* the handler's answer goes there */
+        return 0;
+    }
+    sp_buf_free(&key);
+    metrics_cache_hit();
+    reply_etagged(req, e->etag, e->headers, e->headers_len, e->body, e->body_len);
+    return 1;
+}
+
+/* A 200 JSON answer of a route with etag: tagged, kept when it may be, sent or a 304. */
+static void reply_tagged(struct sp_req *req, lua_State *co, int hidx, const struct sp_buf *b)
+{
+    struct sp_buf h = {0};
+    char etag[SP_CACHE_ETAG_LEN];
+
+    if (hidx > 0 && lua_istable(co, hidx)) {
+        lua_pushnil(co);
+        while (lua_next(co, hidx) != 0) { /* Stack: k, v */
+            if (lua_type(co, -2) == LUA_TSTRING && lua_isstring(co, -1)) {
+                lua_pushvalue(co, -1);
+                sp_buf_adds(&h, lua_tostring(co, -3));
+                sp_buf_addc(&h, '\0');
+                sp_buf_adds(&h, lua_tostring(co, -1));
+                sp_buf_addc(&h, '\0');
+                lua_pop(co, 1);
+            }
+            lua_pop(co, 1);
+        }
+    }
+    sp_cache_etag(b->data, b->len, h.data, h.len, etag);
+    if (req->cache_key != NULL)
+        sp_cache_put(req->w->cache, req->cache_key, req->gen->number, req->cache_versions,
+                     req->route->ncache_tags, etag, h.data, h.len, b->data, b->len);
+    /* The headers went out already (add_lua_headers): only the ETag and the body remain. */
+    reply_etagged(req, etag, NULL, 0, b->data, b->len);
+    sp_buf_free(&h);
+}
+
 /* The handler returned: status, body[, headers] are at 1..n on the coroutine. */
 static void reply_results(struct sp_req *req, int nres)
 {
@@ -218,6 +307,8 @@ static void reply_results(struct sp_req *req, int nres)
     if (sp_json_encode(co, 2, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
         sp_log(SP_LOG_ERROR, "%s %s: %s", req->id, req->route->source, err.msg);
         send_error(req, 500, "script_error", "internal error");
+    } else if (req->etag && status == 200 && !has_header(req, "Content-Type")) {
+        reply_tagged(req, co, nres >= 3 ? 3 : 0, &b);
     } else {
         send_body(req, status,
                   has_header(req, "Content-Type") ? NULL : "application/json; charset=utf-8",
@@ -422,6 +513,7 @@ static void req_finish(struct sp_req *req)
     if (req->cancel != NULL)
         req->cancel(req->cancel_arg); /* ended while waiting: stop what it waits on */
     sp_req_release_pins(req);
+    free(req->cache_key);
     if (req->co != NULL)
         luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
     sp_gen_unref(req->gen);
@@ -707,6 +799,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
     case SP_MATCH_OK: break;
     }
     req->route = m.route;
+    if (m.route->etag && strcmp(method, "GET") == 0 &&
+        cache_answer(req, path, evhttp_uri_get_query(uri)))
+        goto done;
     L = gen->L;
     co = lua_newthread(L);
     req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -837,6 +932,47 @@ static void check_parent(evutil_socket_t fd, short what, void *arg)
         on_signal(SIGTERM, 0, arg); /* the master is gone */
 }
 
+/* A committed change of a table (the payload is its name) on any instance. */
+static void on_change(void *arg, const char *payload)
+{
+    SP_UNUSED(arg);
+    sp_cache_touch(payload, strlen(payload));
+    metrics_cache_invalidation();
+}
+
+/* LISTEN is in effect again: whatever was announced meanwhile is lost, so forget it all. */
+static void on_subscribed(void *arg)
+{
+    struct sp_worker *w = arg;
+
+    sp_cache_flush_all();
+    sp_cache_clear(w->cache);
+    metrics_cache_invalidation();
+}
+
+static void on_listen_lost(void *arg)
+{
+    struct sp_worker *w = arg;
+
+    sp_log(SP_LOG_WARN, "worker %d: change notifications lost; cache off until reconnected",
+           w->index);
+    sp_cache_clear(w->cache);
+}
+
+#define CHANGES_CHANNEL "spacer_changes" /* sql/migrations/0009_notify_changes.sql */
+
+static int cache_start(struct sp_worker *w, sp_err *err)
+{
+    const struct sp_conf *conf = w->conf;
+    struct sp_listen_conf lc = {conf->db_url,    CHANGES_CHANNEL, conf->connect_timeout_ms,
+                                on_change,       on_subscribed,   on_listen_lost,
+                                w};
+
+    if ((w->cache = sp_cache_new(conf->cache_max_entries, conf->cache_ttl_ms, err)) == NULL)
+        return -1;
+    return (w->listen = sp_listen_new(w->base, &lc, err)) == NULL ? -1 : 0;
+}
+
 int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_fd)
 {
     struct sp_worker w = {0};
@@ -862,6 +998,10 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     pc = (struct sp_pool_conf){conf->db_url, conf->pool_size, conf->queue_size,
                                conf->connect_timeout_ms, conf->statement_timeout_ms};
     if ((w.pool = sp_pool_new(w.base, &pc, &err)) == NULL) {
+        sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
+        goto done;
+    }
+    if (conf->cache_enabled && cache_start(&w, &err) != 0) {
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;
     }
@@ -923,6 +1063,8 @@ done:
         evhttp_free(w.http);
     if (w.inflight == 0) {
         sp_hasher_free(w.hasher);
+        sp_listen_free(w.listen);
+        sp_cache_free(w.cache);
         sp_pool_free(w.pool);
         sp_gen_unref(w.gen);
         sp_httpc_free(w.httpc);

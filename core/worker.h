@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cache.h"
 #include "router.h"
 #include "sp.h"
 
@@ -20,6 +21,7 @@ struct sp_pgconn;
 struct sp_pool;
 struct sp_hasher;
 struct sp_httpc;
+struct sp_listen;
 
 struct sp_worker {
     const struct sp_conf *conf;
@@ -34,6 +36,8 @@ struct sp_worker {
     struct sp_pool *pool;
     struct sp_hasher *hasher;
     struct sp_httpc *httpc; /* outbound HTTP (spacer.http), made on first use */
+    struct sp_cache *cache;   /* public GET answers; NULL when [cache] enabled = off */
+    struct sp_listen *listen; /* the change notifications that keep cache current */
     int inflight;
     int draining;
     uint64_t reqseq;
@@ -74,6 +78,9 @@ struct sp_req {
     int http_calls; /* outbound calls made so far (capped per request) */
     void (*on_done)(struct sp_req *req, int ok); /* script tests: called instead of replying */
     void *on_done_arg;
+    int etag;        /* the route's GET answer gets an ETag (and may be a 304) */
+    char *cache_key; /* non-NULL: store the answer under it, with cache_versions */
+    uint64_t cache_versions[SP_CACHE_MAX_TAGS];
     sp_err err;
 };
 

@@ -500,6 +500,7 @@ function _M.create(client_id, space, start_s, end_s, guests, notes, now)
       error(row, 0)
     end
     if row then
+      spacer.cache.touch("bookings") -- this instance's cached availability, at once
       return row
     end
     -- The space was removed, closed or switched instant_book since it was read: again.
@@ -538,6 +539,7 @@ function _M.approve(booking, now)
     started("approved")
   end)
   if ok then
+    spacer.cache.touch("bookings")
     return row
   end
   if is_slot_conflict(row) then
@@ -573,6 +575,7 @@ function _M.cancel(booking, by_host, now)
     local refund = _M.refund_amount(booking.total_minor, percent)
     local row = db.one(CANCEL, booking.id, booking.status, refund)
     if row then
+      spacer.cache.touch("bookings")
       return row, percent
     end
     booking = db.one(_M.BOOKING_BY_ID, booking.id) -- changed meanwhile: look again

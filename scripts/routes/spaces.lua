@@ -456,6 +456,7 @@ function _M.create(req)
     body.capacity, json.array(body.amenities or {}), per_hour, per_day, currency,
     body.timezone or flow.SETTINGS.default_timezone, body.is_available, body.instant_book,
     sanitise_image(body.main_image_url))
+  spacer.cache.touch("spaces")
   return 201, { message = "Space created successfully", space = _M.space(row, req.compat) }
 end
 
@@ -490,6 +491,7 @@ function _M.update(req)
     body.capacity, body.amenities and json.array(body.amenities) or nil, per_hour, per_day,
     body.currency and currency or nil, body.timezone, body.is_available, body.instant_book,
     image ~= nil and sanitise_image(image) or nil, image ~= nil, owner_id)
+  spacer.cache.touch("spaces")
   if not row then
     api.not_found("space")
   end
@@ -515,6 +517,7 @@ function _M.delete(req)
     db.exec(flow.DECLINE_PENDING_OF_SPACE, id, flow.SETTINGS.decline_reason_on_space_removed)
     db.exec(SOFT_DELETE, id)
   end)
+  spacer.cache.touch("spaces", "bookings")
   return 200, { message = "Space deleted successfully" }
 end
 
@@ -594,6 +597,7 @@ local TAGS = { "spaces" }
 local OWNERS = { "owner", "admin" }
 
 spacer.get({ "/api/spaces/spaces", compat("/api/spaces") }, {
+  cache = { "spaces", "bookings" }, -- the availability filter reads bookings
   summary = "Available spaces; filters q, location, min_capacity, max_price_per_hour, "
     .. "available_from, available_to; page, per_page",
   tags = TAGS,
@@ -601,21 +605,25 @@ spacer.get({ "/api/spaces/spaces", compat("/api/spaces") }, {
 
 spacer.get({ "/api/spaces/spaces/mine", compat("/api/spaces/my") }, {
   roles = OWNERS,
+  etag = true,
   summary = "The caller's spaces, available or not",
   tags = TAGS,
 }, _M.mine)
 
 spacer.get({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
+  cache = { "spaces", "users" }, -- the owner's name
   summary = "One space, with its owner's id and name",
   tags = TAGS,
 }, _M.show)
 
 spacer.get("/api/spaces/spaces/{id}/availability", {
+  cache = { "spaces", "bookings" },
   summary = "Confirmed busy intervals between from and to (default: the next 30 days)",
   tags = TAGS,
 }, _M.availability)
 
 spacer.get("/api/spaces/spaces/{id}/quote", {
+  etag = true,
   summary = "What a booking from start to end would cost (nothing is booked)",
   tags = TAGS,
 }, _M.quote)

@@ -312,6 +312,7 @@ function _M.update_profile(req)
     new_hash = spacer.password.hash(body.password)
   end
   local row = db.one(UPDATE_PROFILE, req.user.id, body.name, new_hash)
+  spacer.cache.touch("users")
   if not row then
     api.not_found("user")
   end
@@ -346,6 +347,7 @@ function _M.update(req)
     end
     return db.one(UPDATE_USER, id, body.name, body.email, body.role, body.is_verified)
   end)
+  spacer.cache.touch("users") -- a demoted admin loses the role at once on this instance
   return 200, { message = "User updated successfully", user = api.user(row) }
 end
 
@@ -362,6 +364,7 @@ function _M.delete(req)
     end
     db.exec(DELETE_USER, id)
   end)
+  spacer.cache.touch("users")
   if not ok then
     if api.is_fk_violation(err) then
       spacer.error(409, "this user still has spaces, bookings or payments", "user_in_use")
