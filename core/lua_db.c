@@ -13,6 +13,7 @@
 #include "gen.h"
 #include "json.h"
 #include "lua_spacer.h"
+#include "pgjson.h"
 #include "pgpool.h"
 #include "worker.h"
 
@@ -199,7 +200,7 @@ static int l_db_error_tostring(lua_State *L)
 
 /* ---- queries ----------------------------------------------------------------- */
 
-enum db_mode { DB_ROWS, DB_ONE, DB_EXEC, DB_PLAIN };
+enum db_mode { DB_ROWS, DB_ONE, DB_EXEC, DB_PLAIN, DB_JSON, DB_JSON_ONE };
 
 static void query_done(void *arg, const struct sp_pg_result *r)
 {
@@ -208,6 +209,29 @@ static void query_done(void *arg, const struct sp_pg_result *r)
     req->pending--;
     lua_pushlightuserdata(req->co, (void *)r);
     sp_req_resume(req, 1);
+}
+
+/* The JSON of the rows (pgjson.h) and a table of the first row's "_" columns, named without
+ * the "_" ({total = 54}). */
+static int push_json(lua_State *L, const PGresult *res, int one)
+{
+    struct sp_buf b = {0};
+    int n = sp_pgjson_write(res, one, &b);
+
+    if (one && n == 0)
+        lua_pushnil(L);
+    else
+        sp_json_push_raw(L, b.data, b.len);
+    sp_buf_free(&b);
+    lua_newtable(L);
+    for (int c = 0; c < PQnfields(res) && PQntuples(res) > 0; c++) {
+        const char *name = PQfname(res, c);
+        if (name[0] != '_')
+            continue;
+        push_value(L, res, 0, c, PQftype(res, c));
+        lua_setfield(L, -2, name + 1);
+    }
+    return 2;
 }
 
 static int query_cont(lua_State *L, int status, lua_KContext ctx)
@@ -230,6 +254,8 @@ static int query_cont(lua_State *L, int status, lua_KContext ctx)
         lua_pushinteger(L, n && *n ? strtoll(n, NULL, 10) : 0);
         return 1;
     case DB_PLAIN: return 0;
+    case DB_JSON: return push_json(L, r->res, 0);
+    case DB_JSON_ONE: return push_json(L, r->res, 1);
     }
     return 0;
 }
@@ -315,6 +341,19 @@ static int l_db_query(lua_State *L)
 static int l_db_one(lua_State *L)
 {
     return db_send(L, DB_ONE);
+}
+
+/* spacer.db.json(sql, ...) -> the rows as a raw JSON array, meta  [-n, +2, e] (yields) */
+static int l_db_json(lua_State *L)
+{
+    return db_send(L, DB_JSON);
+}
+
+/* spacer.db.json_one(sql, ...) -> the first row as a raw JSON object | nil, meta
+ * [-n, +2, e] (yields) */
+static int l_db_json_one(lua_State *L)
+{
+    return db_send(L, DB_JSON_ONE);
 }
 
 /* spacer.db.exec(sql, ...) -> affected rows  [-n, +1, e] (yields) */
@@ -420,6 +459,7 @@ void sp_lua_open_db(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"query", l_db_query},     {"one", l_db_one},           {"exec", l_db_exec},
+        {"json", l_db_json},       {"json_one", l_db_json_one},
         {"_begin", l_db_begin},    {"_commit", l_db_commit},    {"_rollback", l_db_rollback},
         {"is_error", l_db_is_error}, {NULL, NULL},
     };

@@ -119,6 +119,20 @@ static int l_json_decode(lua_State *L)
     return 1;
 }
 
+/* spacer.json.raw(s) -> a value the encoder writes as s itself; s must be valid JSON */
+static int l_json_raw(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    sp_err err;
+
+    if (sp_json_decode(L, s, len, SP_JSON_MAX_DEPTH, &err) != 0)
+        return luaL_error(L, "spacer.json.raw: %s", err.msg);
+    lua_pop(L, 1);
+    sp_json_push_raw(L, s, len);
+    return 1;
+}
+
 static int l_json_array(lua_State *L)
 {
     if (lua_isnoneornil(L, 1))
@@ -149,6 +163,7 @@ void sp_lua_open_json(lua_State *L)
         {"decode", l_json_decode},
         {"array", l_json_array},
         {"is_array", l_json_is_array},
+        {"raw", l_json_raw},
         {NULL, NULL},
     };
 

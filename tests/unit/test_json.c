@@ -854,9 +854,65 @@ static void test_decode_keeps_stack(void **state)
     lua_settop(L, 0);
 }
 
+/* The word-at-a-time escaping against a byte-at-a-time reference, on random text heavy in
+ * the bytes that need escaping, at every alignment. */
+static void naive_escape(struct sp_buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    sp_buf_addc(out, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            sp_buf_addc(out, '\\');
+            sp_buf_addc(out, (char)c);
+        } else if (c == '\n') {
+            sp_buf_add(out, "\\n", 2);
+        } else if (c == '\r') {
+            sp_buf_add(out, "\\r", 2);
+        } else if (c == '\t') {
+            sp_buf_add(out, "\\t", 2);
+        } else if (c < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            sp_buf_add(out, u, 6);
+        } else {
+            sp_buf_addc(out, (char)c);
+        }
+    }
+    sp_buf_addc(out, '"');
+}
+
+static void test_escape_matches_reference(void **state)
+{
+    static const char pick[] = {'a', ' ', '"', '\\', '\n', '\t', 0x01, 0x1f, 0x20, 0x7f,
+                                (char)0xc3, (char)0xa9, (char)0x80, (char)0xff, 'z', '!'};
+    char text[64];
+    unsigned seed = 12345;
+
+    (void)state;
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (size_t)(round % 40);
+        struct sp_buf a = {0}, b = {0};
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            text[i] = (seed >> 16) % 4 == 0 ? pick[(seed >> 8) % sizeof(pick)] : 'x';
+        }
+        sp_buf_adds(&a, ">");
+        sp_buf_adds(&b, ">");
+        sp_json_add_string(&a, text, len);
+        naive_escape(&b, text, len);
+        assert_int_equal(a.len, b.len);
+        assert_memory_equal(a.data, b.data, a.len);
+        assert_int_equal(a.data[a.len], '\0');
+        sp_buf_free(&a);
+        sp_buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_escape_matches_reference),
         cmocka_unit_test_setup_teardown(test_decode_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_arrays_and_nesting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_empty_array_vs_object, setup, teardown),
