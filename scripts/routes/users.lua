@@ -9,6 +9,7 @@
 -- recorded for it, so the table holds failures only and every count uses its partial
 -- indexes. Rows older than the window are pruned now and then as failures come in.
 local api = require("lib.api")
+local auth = require("lib.auth")
 
 local _M = {}
 
@@ -289,7 +290,11 @@ function _M.logout()
 end
 
 function _M.profile(req)
-  return 200, api.user(find_user(req.user.id))
+  local row = auth.row(req.user.id) -- the row lib/auth just read for the token
+  if not row then
+    api.not_found("user")
+  end
+  return 200, api.user(row)
 end
 
 function _M.update_profile(req)

@@ -221,3 +221,46 @@ def the_cache_can_be_turned_off_and_etags_stay():
         eq(0, metric(srv, "spacer_cache_hits_total"), "no hits with the cache off")
     finally:
         srv.close()
+
+
+@test
+def a_deleted_or_demoted_user_loses_access_at_once_on_both_instances():
+    s = server()
+    other = Server(workers=2, env={"SPACER_CACHE_TTL": "300"}).start()
+    conns = {srv: [srv.connection(), srv.connection()] for srv in (s, other)}
+    try:
+        admin = s.login(*ADMIN)
+        uid, tok = new_user(s, "owner")
+        r = s.get("/api/users/users/%d" % uid, token=admin)
+        eq(200, r.status)
+        user = r.json
+        promoted = {"name": user["name"], "email": user["email"], "role": "admin",
+                    "is_verified": True}
+        eq(200, s.patch("/api/users/users/%d" % uid, promoted, token=admin).status, "promote")
+
+        def status(srv, conn, path):
+            return srv.get(path, token=tok, conn=conn).status
+
+        for srv, cs in conns.items():  # the user's row is now in the workers' copies
+            for c in cs:
+                for _ in range(3):
+                    eq(200, status(srv, c, "/api/users/users"), "an admin's route")
+        demoted = dict(promoted, role="client")
+        eq(200, s.patch("/api/users/users/%d" % uid, demoted, token=admin).status, "demote")
+        for c in conns[s]:
+            eq(403, status(s, c, "/api/users/users"), "demoted: at once on this instance")
+        for c in conns[other]:
+            until(lambda: status(other, c, "/api/users/users") == 403,
+                  "demoted on the other instance")
+            eq(200, status(other, c, "/api/users/profile"), "still a user")
+        eq(200, s.delete("/api/users/users/%d" % uid, token=admin).status, "delete")
+        for c in conns[s]:
+            eq(401, status(s, c, "/api/users/profile"), "deleted: at once on this instance")
+        for c in conns[other]:
+            until(lambda: status(other, c, "/api/users/profile") == 401,
+                  "deleted on the other instance")
+    finally:
+        for cs in conns.values():
+            for c in cs:
+                c.close()
+        other.close()
