@@ -297,7 +297,7 @@ static int dec_array(struct dec *d, int depth)
 
 static int dec_object(struct dec *d, int depth)
 {
-    lua_newtable(d->L);
+    lua_createtable(d->L, 0, 4); /* room for a small object: fewer rehashes */
     skip_ws(d);
     if (d->p < d->e && *d->p == '}') {
         d->p++;
@@ -435,13 +435,68 @@ void sp_json_add_string(struct sp_buf *out, const char *s, size_t len)
     out->data[out->len] = '\0';
 }
 
+/* Writes n in decimal into tmp; the length. */
+static int format_int(long long n, char *tmp)
+{
+    char rev[24];
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    int len = 0, i = 0;
+
+    do
+        rev[i++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (n < 0)
+        tmp[len++] = '-';
+    while (i > 0)
+        tmp[len++] = rev[--i];
+    tmp[len] = '\0';
+    return len;
+}
+
+/* The usual float of an API (an amount, a duration: a few decimals): when v is m / 10^k for an
+ * integer m of at most 14 digits and k <= 3, that decimal reads back as v, so it is exactly
+ * what %.14g writes (v is closer to it than half a step of the 14-digit grid). The length,
+ * or 0 for any other number (the slow path decides). */
+static int format_short_float(double v, char *tmp)
+{
+    static const double pow10[] = {1, 10, 100, 1000};
+
+    if (v == 0 && signbit(v))
+        return 0;
+    for (int k = 0; k <= 3; k++) {
+        double scaled = v * pow10[k];
+        if (!(fabs(scaled) < 1e14))
+            return 0;
+        long long m = llround(scaled);
+        if ((double)m / pow10[k] != v)
+            continue;
+        long long p = (long long)pow10[k], whole = m / p, frac = m % p;
+        int n = 0;
+        if (m < 0) {
+            tmp[n++] = '-';
+            whole = -whole, frac = -frac;
+        }
+        n += format_int(whole, tmp + n);
+        if (k > 0) {
+            tmp[n++] = '.';
+            for (long long d = p / 10; d > 0; d /= 10)
+                tmp[n++] = (char)('0' + (frac / d) % 10);
+            while (tmp[n - 1] == '0') /* the smallest k was tried first: never the point */
+                n--;
+        }
+        tmp[n] = '\0';
+        return n;
+    }
+    return 0;
+}
+
 static void add_number(struct sp_buf *out, lua_State *L, int idx)
 {
     char tmp[64];
     int n;
 
     if (lua_isinteger(L, idx)) {
-        n = snprintf(tmp, sizeof(tmp), "%lld", (long long)lua_tointeger(L, idx));
+        n = format_int((long long)lua_tointeger(L, idx), tmp);
         sp_buf_add(out, tmp, (size_t)n);
         return;
     }
@@ -450,9 +505,11 @@ static void add_number(struct sp_buf *out, lua_State *L, int idx)
         sp_buf_add(out, "null", 4);
         return;
     }
-    n = snprintf(tmp, sizeof(tmp), "%.14g", v);
-    if (strtod(tmp, NULL) != v)
-        n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+    if ((n = format_short_float(v, tmp)) == 0) {
+        n = snprintf(tmp, sizeof(tmp), "%.14g", v);
+        if (strtod(tmp, NULL) != v)
+            n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+    }
     if (strpbrk(tmp, ".eEn") == NULL)
         tmp[n++] = '.', tmp[n++] = '0', tmp[n] = '\0'; /* a float stays a float: 500.0 */
     sp_buf_add(out, tmp, (size_t)n);

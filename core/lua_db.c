@@ -200,7 +200,7 @@ static int l_db_error_tostring(lua_State *L)
 
 /* ---- queries ----------------------------------------------------------------- */
 
-enum db_mode { DB_ROWS, DB_ONE, DB_EXEC, DB_PLAIN, DB_JSON, DB_JSON_ONE };
+enum db_mode { DB_ROWS, DB_ONE, DB_EXEC, DB_PLAIN, DB_JSON, DB_JSON_ONE, DB_JSON_WITH };
 
 static void query_done(void *arg, const struct sp_pg_result *r)
 {
@@ -211,13 +211,59 @@ static void query_done(void *arg, const struct sp_pg_result *r)
     sp_req_resume(req, 1);
 }
 
+/* json_with: the shapers are the table at index 1 of the coroutine's stack. */
+static int shaper_has(void *arg, const char *column)
+{
+    lua_State *L = arg;
+    int yes = lua_getfield(L, 1, column) == LUA_TFUNCTION;
+
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Calls shapers[column](value) — for an array value, with its elements as the arguments —
+ * and encodes what it answers; on failure the error message is left on the stack. */
+static int shaper_write(void *arg, const PGresult *res, int row, int col, struct sp_buf *out)
+{
+    lua_State *L = arg;
+    Oid type = PQftype(res, col);
+    int nargs = 1;
+    sp_err err;
+
+    lua_getfield(L, 1, PQfname(res, col));
+    push_value(L, res, row, col, type);
+    if (type == OID_TEXTARR || type == OID_VARCHARARR || type == OID_INT2ARR ||
+        type == OID_INT4ARR || type == OID_INT8ARR) {
+        int t = lua_gettop(L);
+        nargs = (int)lua_rawlen(L, t);
+        luaL_checkstack(L, nargs, "too many array elements for a shaper");
+        for (int i = 1; i <= nargs; i++)
+            lua_rawgeti(L, t, i);
+        lua_remove(L, t);
+    }
+    if (lua_pcall(L, nargs, 1, 0) != LUA_OK)
+        return -1;
+    if (sp_json_encode(L, -1, out, SP_JSON_MAX_DEPTH, &err) != 0) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "spacer.db.json_with: %s: %s", PQfname(res, col), err.msg);
+        return -1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* The JSON of the rows (pgjson.h) and a table of the first row's "_" columns, named without
  * the "_" ({total = 54}). */
-static int push_json(lua_State *L, const PGresult *res, int one)
+static int push_json(lua_State *L, const PGresult *res, int one, int shaped)
 {
     struct sp_buf b = {0};
-    int n = sp_pgjson_write(res, one, &b);
+    struct sp_pgjson_hooks hooks = {shaper_has, shaper_write, L};
+    int n = sp_pgjson_write(res, one, shaped ? &hooks : NULL, &b);
 
+    if (n < 0) {
+        sp_buf_free(&b);
+        return lua_error(L); /* the shaper's error */
+    }
     if (one && n == 0)
         lua_pushnil(L);
     else
@@ -254,8 +300,9 @@ static int query_cont(lua_State *L, int status, lua_KContext ctx)
         lua_pushinteger(L, n && *n ? strtoll(n, NULL, 10) : 0);
         return 1;
     case DB_PLAIN: return 0;
-    case DB_JSON: return push_json(L, r->res, 0);
-    case DB_JSON_ONE: return push_json(L, r->res, 1);
+    case DB_JSON: return push_json(L, r->res, 0, 0);
+    case DB_JSON_ONE: return push_json(L, r->res, 1, 0);
+    case DB_JSON_WITH: return push_json(L, r->res, 0, 1);
     }
     return 0;
 }
@@ -314,12 +361,15 @@ static int to_params(lua_State *L, int from, const char **values, struct sp_buf 
 static int db_send(lua_State *L, enum db_mode mode)
 {
     struct sp_req *req = need_req(L);
-    const char *sql = sp_lua_checktext(L, 1, NULL);
+    int at = mode == DB_JSON_WITH ? 2 : 1; /* json_with: the shapers come first */
+    const char *sql = sp_lua_checktext(L, at, NULL);
     const char *values[MAX_PARAMS];
     struct sp_buf scratch = {0};
     int n, rc;
 
-    n = to_params(L, 2, values, &scratch);
+    if (mode == DB_JSON_WITH)
+        luaL_checktype(L, 1, LUA_TTABLE);
+    n = to_params(L, at + 1, values, &scratch);
     sp_buf_free(&scratch);
     if (req->npins > 0)
         rc = sp_pool_query_on(req->pins[req->npins - 1], sql, n, values, query_done, req);
@@ -354,6 +404,13 @@ static int l_db_json(lua_State *L)
 static int l_db_json_one(lua_State *L)
 {
     return db_send(L, DB_JSON_ONE);
+}
+
+/* spacer.db.json_with(shapers, sql, ...) -> as spacer.db.json, but a column named in shapers
+ * is written as shapers[name](value) answers  [-n, +2, e] (yields) */
+static int l_db_json_with(lua_State *L)
+{
+    return db_send(L, DB_JSON_WITH);
 }
 
 /* spacer.db.exec(sql, ...) -> affected rows  [-n, +1, e] (yields) */
@@ -459,7 +516,7 @@ void sp_lua_open_db(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"query", l_db_query},     {"one", l_db_one},           {"exec", l_db_exec},
-        {"json", l_db_json},       {"json_one", l_db_json_one},
+        {"json", l_db_json},       {"json_one", l_db_json_one}, {"json_with", l_db_json_with},
         {"_begin", l_db_begin},    {"_commit", l_db_commit},    {"_rollback", l_db_rollback},
         {"is_error", l_db_is_error}, {NULL, NULL},
     };

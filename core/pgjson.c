@@ -34,7 +34,8 @@ struct col {
     const char *group;     /* the nested object's name, or NULL */
     size_t group_len;
     Oid type;
-    int skip; /* a "_" column */
+    int skip;   /* a "_" column */
+    int hooked; /* written by the caller's hook */
 };
 
 static void add_timestamp(const char *v, int len, int with_zone, struct sp_buf *out)
@@ -162,8 +163,13 @@ static int row_empty(const PGresult *res, int r, const struct col *cols, int n)
     return 1;
 }
 
-static void add_row(
-    const PGresult *res, int r, const struct col *cols, int n, const char *keys, struct sp_buf *out)
+static int add_row(const PGresult *res,
+                   int r,
+                   const struct col *cols,
+                   int n,
+                   const char *keys,
+                   const struct sp_pgjson_hooks *hooks,
+                   struct sp_buf *out)
 {
     const char *open_group = NULL; /* the nested object being written */
     size_t open_len = 0;
@@ -200,15 +206,21 @@ static void add_row(
         sp_buf_add(out, keys + k->key, k->key_len);
         if (PQgetisnull(res, r, c))
             sp_buf_add(out, "null", 4);
-        else
+        else if (k->hooked && hooks->write(hooks->arg, res, r, c, out) != 0)
+            return -1;
+        else if (!k->hooked)
             sp_pgjson_value(PQgetvalue(res, r, c), PQgetlength(res, r, c), k->type, out);
     }
     if (open_group != NULL)
         sp_buf_addc(out, '}');
     sp_buf_addc(out, '}');
+    return 0;
 }
 
-int sp_pgjson_write(const PGresult *res, int one, struct sp_buf *out)
+int sp_pgjson_write(const PGresult *res,
+                    int one,
+                    const struct sp_pgjson_hooks *hooks,
+                    struct sp_buf *out)
 {
     int nrows = PQntuples(res), ncols = PQnfields(res), written = 0;
     struct col small[32], *cols = small;
@@ -222,6 +234,7 @@ int sp_pgjson_write(const PGresult *res, int one, struct sp_buf *out)
     for (int c = 0; c < ncols; c++) {
         const char *name = PQfname(res, c), *dot = strchr(name, '.');
         cols[c].skip = name[0] == '_';
+        cols[c].hooked = hooks != NULL && !cols[c].skip && hooks->has(hooks->arg, name);
         cols[c].type = PQftype(res, c);
         cols[c].group = dot ? name : NULL;
         cols[c].group_len = dot ? (size_t)(dot - name) : 0;
@@ -245,12 +258,15 @@ int sp_pgjson_write(const PGresult *res, int one, struct sp_buf *out)
             continue;
         if (written > 0)
             sp_buf_addc(out, ',');
-        add_row(res, r, cols, ncols, keys.data, out);
+        if (add_row(res, r, cols, ncols, keys.data, hooks, out) != 0) {
+            written = -1;
+            break;
+        }
         written++;
         if (one)
             break;
     }
-    if (!one)
+    if (!one && written >= 0)
         sp_buf_addc(out, ']');
     if (cols != small)
         free(cols);

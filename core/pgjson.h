@@ -17,9 +17,22 @@
 
 #include "sp.h"
 
+/* Columns the caller writes itself (a value to reshape). has() is asked once per column
+ * name; write() appends the JSON of one non-NULL value of such a column, 0 or -1 (then the
+ * whole write stops with -1). */
+struct sp_pgjson_hooks {
+    int (*has)(void *arg, const char *column);
+    int (*write)(void *arg, const PGresult *res, int row, int col, struct sp_buf *out);
+    void *arg;
+};
+
 /* Appends the rows of res as a JSON array, or (one) the first written row's object alone.
- * Returns the number of rows written (0 with one: nothing is appended). */
-int sp_pgjson_write(const PGresult *res, int one, struct sp_buf *out);
+ * hooks may be NULL. Returns the number of rows written (0 with one: nothing is appended),
+ * or -1 when a hook failed. */
+int sp_pgjson_write(const PGresult *res,
+                    int one,
+                    const struct sp_pgjson_hooks *hooks,
+                    struct sp_buf *out);
 
 /* Appends one text value of PostgreSQL type oid as JSON (the rules above). */
 void sp_pgjson_value(const char *v, int len, unsigned int oid, struct sp_buf *out);

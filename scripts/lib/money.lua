@@ -129,6 +129,31 @@ function _M.to_major(minor, currency)
   return minor / POW10[_M.exponent(currency)]
 end
 
+-- money.sql_factor(currency) -> an SQL integer expression: 10^exponent of the currency in the
+-- SQL expression currency (a column), as money.exponent says: "b.currency" -> (CASE WHEN
+-- b.currency IN ('UGX', ...) THEN 1 WHEN ... THEN 1000 ELSE 100 END).
+function _M.sql_factor(currency)
+  local by = {}
+  for code, e in pairs(EXPONENTS) do
+    if e ~= DEFAULT_EXPONENT then
+      by[e] = by[e] or {}
+      table.insert(by[e], "'" .. code .. "'")
+    end
+  end
+  local exps, parts = {}, {}
+  for e in pairs(by) do
+    exps[#exps + 1] = e
+  end
+  table.sort(exps) -- one text for every worker: the statement is prepared once
+  for _, e in ipairs(exps) do
+    table.sort(by[e])
+    parts[#parts + 1] = string.format("WHEN %s IN (%s) THEN %d", currency,
+      table.concat(by[e], ", "), POW10[e])
+  end
+  return string.format("(CASE %s ELSE %d END)", table.concat(parts, " "),
+    POW10[DEFAULT_EXPONENT])
+end
+
 -- money.sql_major(minor, factor) -> an SQL expression of type json: the amount minor (an SQL
 -- bigint) in major units, factor being 10^exponent of its currency (an SQL integer), written
 -- as the JSON encoder writes to_major's float: 50050 -> 500.5, 50000 -> 500.0, -5 -> -0.05.

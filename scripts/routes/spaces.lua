@@ -224,14 +224,20 @@ function _M.page_of(req, pager, sql, args, n, shape, key)
   return api.list(req, pager, rows, total, shape)
 end
 
--- spaces.page_json(req, pager, sql, args, n) -> 200, raw JSON array, headers
+-- spaces.page_json(req, pager, sql, args, n[, shapers]) -> 200, raw JSON array, headers
 -- Like page_of for a statement of spaces.paged_sql whose total is _total: the rows go to
--- JSON as the select list says (spacer.db.json), never through Lua tables.
-function _M.page_json(req, pager, sql, args, n)
+-- JSON as the select list says (spacer.db.json; with shapers, spacer.db.json_with), never
+-- through Lua tables.
+function _M.page_json(req, pager, sql, args, n, shapers)
   local params = { table.unpack(args, 1, n) }
   params[n + 1] = pager.limit
   params[n + 2] = pager.offset
-  local rows, meta = db.json(sql, table.unpack(params, 1, n + 2))
+  local rows, meta
+  if shapers then
+    rows, meta = db.json_with(shapers, sql, table.unpack(params, 1, n + 2))
+  else
+    rows, meta = db.json(sql, table.unpack(params, 1, n + 2))
+  end
   return 200, rows, api.list_headers(req, pager, meta.total or 0)
 end
 

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -909,10 +910,46 @@ static void test_escape_matches_reference(void **state)
     }
 }
 
+/* Floats are written as %.14g (or %.17g) would write them, however they are written. */
+static void test_floats_as_printf_writes_them(void **state)
+{
+    lua_State *L = luaL_newstate();
+    unsigned seed = 7;
+
+    (void)state;
+    sp_json_init(L);
+    for (int i = 0; i < 200000; i++) {
+        double v;
+        seed = seed * 1103515245u + 12345u;
+        switch (i % 5) {
+        case 0: v = (double)((int)(seed >> 8) % 2000000 - 1000000) / 100; break;
+        case 1: v = (double)((int)(seed >> 4) % 20000000) / 1000; break;
+        case 2: v = (double)(seed % 1000) / 3600; break;
+        case 3: v = (double)(seed >> 1) * 1e6 + 0.5; break;
+        default: v = ldexp((double)seed, (int)(seed % 80) - 60); break;
+        }
+        char want[64];
+        int n = snprintf(want, sizeof(want), "%.14g", v);
+        if (strtod(want, NULL) != v)
+            n = snprintf(want, sizeof(want), "%.17g", v);
+        if (strpbrk(want, ".eEn") == NULL)
+            want[n++] = '.', want[n++] = '0', want[n] = '\0';
+        struct sp_buf b = {0};
+        sp_err err;
+        lua_pushnumber(L, v);
+        assert_int_equal(0, sp_json_encode(L, -1, &b, 10, &err));
+        lua_pop(L, 1);
+        assert_string_equal(want, b.data);
+        sp_buf_free(&b);
+    }
+    lua_close(L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_matches_reference),
+        cmocka_unit_test(test_floats_as_printf_writes_them),
         cmocka_unit_test_setup_teardown(test_decode_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_arrays_and_nesting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_empty_array_vs_object, setup, teardown),
