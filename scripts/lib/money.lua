@@ -5,7 +5,7 @@
 --   money.parse(500.123, "KES")   --> nil, "must have at most 2 decimal places"
 --   money.to_major(50050, "KES")  --> 500.5    (for JSON output only)
 --   money.format(700000, "KES")   --> "KES 7,000.00"
---   money.sql_major("b.total_minor", "cur.factor")  --> SQL json: the same number as to_major
+--   money.sql_factor("b.currency")  --> SQL: 100 for KES (10^exponent), for SQL that divides
 --
 -- Arithmetic on money happens on the integers. The one float is the value handed to the
 -- JSON encoder by to_major. Signs are kept: a schema's `min` decides whether -5 is allowed.
@@ -152,16 +152,6 @@ function _M.sql_factor(currency)
   end
   return string.format("(CASE %s ELSE %d END)", table.concat(parts, " "),
     POW10[DEFAULT_EXPONENT])
-end
-
--- money.sql_major(minor, factor) -> an SQL expression of type json: the amount minor (an SQL
--- bigint) in major units, factor being 10^exponent of its currency (an SQL integer), written
--- as the JSON encoder writes to_major's float: 50050 -> 500.5, 50000 -> 500.0, -5 -> -0.05.
--- For SQL that builds a response's JSON itself (json_build_object).
-function _M.sql_major(minor, factor)
-  return string.format("(CASE WHEN %s %% %s = 0 THEN (%s / %s)::text || '.0'"
-    .. " ELSE trim_scale(%s::numeric / %s)::text END)::json",
-    minor, factor, minor, factor, minor, factor)
 end
 
 local function group_thousands(digits)
