@@ -65,7 +65,8 @@ static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed)
         a = (a ^ w[0]) * k2, a ^= a >> 31;
     }
     w[0] = 0;
-    memcpy(w, p, n);
+    if (n > 0)
+        memcpy(w, p, n);
     a = (a ^ w[0] ^ (uint64_t)n << 56) * k1;
     a ^= b * k1 + (c ^ (d >> 7));
     a = (a ^ (a >> 33)) * k2;
@@ -211,8 +212,10 @@ void sp_cache_put(struct sp_cache *c,
         free(nd);
         return; /* not cached: the answer was sent all the same */
     }
-    memcpy(nd->bytes, headers, headers_len);
-    memcpy(nd->bytes + headers_len, body, body_len);
+    if (headers_len > 0) /* headers may be NULL then */
+        memcpy(nd->bytes, headers, headers_len);
+    if (body_len > 0)
+        memcpy(nd->bytes + headers_len, body, body_len);
     nd->e.headers = nd->bytes;
     nd->e.headers_len = headers_len;
     nd->e.body = nd->bytes + headers_len;

@@ -41,7 +41,8 @@ void sp_json_push_raw(lua_State *L, const char *s, size_t len)
 {
     void *p = lua_newuserdatauv(L, len, 0);
 
-    memcpy(p, s, len);
+    if (len > 0)
+        memcpy(p, s, len);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &raw_mt_key);
     lua_setmetatable(L, -2);
 }
