@@ -6,7 +6,7 @@
  *     route calls it after a write, so that the writer's next read never meets the old data.
  *   spacer.cache.version(tag) -> integer | nil
  *     A number that grows whenever tag's data changes, or nil when nothing may be cached now
- *     (the cache is off, this worker's notification connection is down, a script test). A
+ *     (this worker's notification connection is down, a script test). A
  *     script may keep data of tag while the version it read before reading the data is
  *     still the current one. */
 #include <lauxlib.h>
@@ -32,7 +32,7 @@ static int l_cache_version(lua_State *L)
 {
     const char *tag = luaL_checkstring(L, 1);
 
-    if (sp_worker == NULL || sp_worker->cache == NULL || !sp_listen_up(sp_worker->listen)) {
+    if (sp_worker == NULL || !sp_listen_up(sp_worker->listen)) {
         lua_pushnil(L);
         return 1;
     }

@@ -968,7 +968,8 @@ static int cache_start(struct sp_worker *w, sp_err *err)
                                 on_change,       on_subscribed,   on_listen_lost,
                                 w};
 
-    if ((w->cache = sp_cache_new(conf->cache_max_entries, conf->cache_ttl_ms, err)) == NULL)
+    if (conf->cache_enabled &&
+        (w->cache = sp_cache_new(conf->cache_max_entries, conf->cache_ttl_ms, err)) == NULL)
         return -1;
     return (w->listen = sp_listen_new(w->base, &lc, err)) == NULL ? -1 : 0;
 }
@@ -1001,7 +1002,7 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;
     }
-    if (conf->cache_enabled && cache_start(&w, &err) != 0) {
+    if (cache_start(&w, &err) != 0) {
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;
     }

@@ -37,7 +37,7 @@ struct sp_worker {
     struct sp_hasher *hasher;
     struct sp_httpc *httpc; /* outbound HTTP (spacer.http), made on first use */
     struct sp_cache *cache;   /* public GET answers; NULL when [cache] enabled = off */
-    struct sp_listen *listen; /* the change notifications that keep cache current */
+    struct sp_listen *listen; /* change notifications: keep cache and the scripts' copies current */
     int inflight;
     int draining;
     uint64_t reqseq;
