@@ -34,6 +34,7 @@ struct sp_cache {
     struct node **buckets;
     size_t mask;
     int count, max;
+    size_t bytes, max_bytes; /* of the answers kept */
     uint64_t ttl_us;
     struct node *oldest, *newest;
 };
@@ -106,7 +107,7 @@ uint64_t sp_cache_version(const char *tag)
 
 /* ---- the store ---------------------------------------------------------------------- */
 
-struct sp_cache *sp_cache_new(int max_entries, int ttl_ms, sp_err *err)
+struct sp_cache *sp_cache_new(int max_entries, size_t max_bytes, int ttl_ms, sp_err *err)
 {
     struct sp_cache *c = calloc(1, sizeof(*c));
     size_t n = 16;
@@ -122,6 +123,7 @@ struct sp_cache *sp_cache_new(int max_entries, int ttl_ms, sp_err *err)
     }
     c->mask = n - 1;
     c->max = max_entries;
+    c->max_bytes = max_bytes;
     c->ttl_us = (uint64_t)ttl_ms * 1000;
     return c;
 }
@@ -142,6 +144,7 @@ static void node_unlink(struct sp_cache *c, struct node *nd)
     else
         c->newest = nd->older;
     c->count--;
+    c->bytes -= nd->e.headers_len + nd->e.body_len;
     free(nd->bytes);
     free(nd->key);
     free(nd);
@@ -201,9 +204,11 @@ void sp_cache_put(struct sp_cache *c,
 
     if (nd != NULL)
         node_unlink(c, nd);
-    if (nversions > SP_CACHE_MAX_TAGS || c->ttl_us == 0)
+    size_t size = headers_len + body_len;
+
+    if (nversions > SP_CACHE_MAX_TAGS || c->ttl_us == 0 || size > c->max_bytes / 8)
         return;
-    while (c->count >= c->max)
+    while (c->count >= c->max || c->bytes + size > c->max_bytes)
         node_unlink(c, c->oldest);
     if ((nd = calloc(1, sizeof(*nd))) == NULL || (nd->key = strdup(key)) == NULL ||
         (nd->bytes = malloc(headers_len + body_len + 1)) == NULL) {
@@ -220,6 +225,7 @@ void sp_cache_put(struct sp_cache *c,
     nd->e.headers_len = headers_len;
     nd->e.body = nd->bytes + headers_len;
     nd->e.body_len = body_len;
+    c->bytes += size;
     snprintf(nd->e.etag, sizeof(nd->e.etag), "%s", etag);
     nd->hash = h;
     nd->gen = gen;

@@ -39,8 +39,9 @@ struct sp_cache_entry {
 
 struct sp_cache;
 
-/* On success the store is the caller's, to free with sp_cache_free(). */
-struct sp_cache *sp_cache_new(int max_entries, int ttl_ms, sp_err *err);
+/* On success the store is the caller's, to free with sp_cache_free(). It keeps at most
+ * max_entries answers and max_bytes of them (an answer above an eighth of it is not kept). */
+struct sp_cache *sp_cache_new(int max_entries, size_t max_bytes, int ttl_ms, sp_err *err);
 void sp_cache_free(struct sp_cache *c); /* NULL is fine */
 
 /* The answer stored for key by generation gen under exactly these versions, still fresh;

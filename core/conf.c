@@ -63,6 +63,7 @@ static const struct key_def keys[] = {
     {"cache", "enabled", K_BOOL, OFF(cache_enabled), "on", 0, 0},
     {"cache", "ttl", K_INT, OFF(cache_ttl_ms), "5", 0, 3600},
     {"cache", "max_entries", K_INT, OFF(cache_max_entries), "1000", 1, 1000000},
+    {"cache", "max_size", K_SIZE, OFF(cache_max_size), "64M", 64L << 10, 1L << 40},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0},
     {"http_client", "timeout", K_INT, OFF(http_timeout_s), "10", 1, 600},
     {"http_client", "max_response_size", K_SIZE, OFF(http_max_response), "1M", 1024, 1L << 30},

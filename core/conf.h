@@ -62,6 +62,7 @@ struct sp_conf {
     int cache_enabled;
     int cache_ttl_ms;
     int cache_max_entries;
+    size_t cache_max_size;
 
     /* [log] */
     int log_level;

@@ -969,7 +969,8 @@ static int cache_start(struct sp_worker *w, sp_err *err)
                                 w};
 
     if (conf->cache_enabled &&
-        (w->cache = sp_cache_new(conf->cache_max_entries, conf->cache_ttl_ms, err)) == NULL)
+        (w->cache = sp_cache_new(conf->cache_max_entries, conf->cache_max_size,
+                                 conf->cache_ttl_ms, err)) == NULL)
         return -1;
     return (w->listen = sp_listen_new(w->base, &lc, err)) == NULL ? -1 : 0;
 }

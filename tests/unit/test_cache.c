@@ -18,7 +18,7 @@ static int setup(void **state)
 {
     sp_err err;
 
-    *state = sp_cache_new(3, 60000, &err);
+    *state = sp_cache_new(3, 1 << 20, 60000, &err);
     return *state == NULL ? -1 : 0;
 }
 
@@ -97,10 +97,32 @@ static void test_oldest_evicted(void **state)
     assert_non_null(get(c, "/4", 1, 1));
 }
 
+static void test_bytes_bounded(void **state)
+{
+    sp_err err;
+    struct sp_cache *c = sp_cache_new(100, 800, 60000, &err);
+    char big[101], small[61];
+
+    (void)state;
+    memset(big, 'x', sizeof(big) - 1), big[100] = '\0';
+    memset(small, 'y', sizeof(small) - 1), small[60] = '\0';
+    put(c, "/big", 1, 1, big); /* above 800 / 8 with its headers: never kept */
+    assert_null(get(c, "/big", 1, 1));
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "/%d", i);
+        put(c, key, 1, 1, small); /* 76 bytes each: 10 fit */
+    }
+    assert_null(get(c, "/9", 1, 1));
+    assert_non_null(get(c, "/10", 1, 1));
+    assert_non_null(get(c, "/19", 1, 1));
+    sp_cache_free(c);
+}
+
 static void test_ttl(void **state)
 {
     sp_err err;
-    struct sp_cache *c = sp_cache_new(10, 0, &err), *d = sp_cache_new(10, 1, &err);
+    struct sp_cache *c = sp_cache_new(10, 1 << 20, 0, &err), *d = sp_cache_new(10, 1 << 20, 1, &err);
 
     (void)state;
     put(c, "/a", 1, 1, "x"); /* ttl 0 stores nothing */
@@ -156,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_versions_grow),
         cmocka_unit_test_setup_teardown(test_get_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oldest_evicted, setup, teardown),
+        cmocka_unit_test(test_bytes_bounded),
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_etag),
     };
