@@ -6,9 +6,11 @@ users behind tokens kept current (a deleted or demoted user loses access at once
 Waits are bounded polls for a notification to arrive (milliseconds in practice); the
 second instance keeps answers for 300 s, so only a notification can make it see a change.
 """
+import os
 import random
 import re
 import string
+import subprocess
 import time
 
 from harness import Server, check, eq, error_body, server, test
@@ -284,3 +286,41 @@ def a_listed_booking_is_the_booking_shown_alone():
     eq(created, s.get("/api/bookings/bookings/%d" % created["id"], token=client).json, "one")
     check(s.get("/api/bookings", token=client).raw.find(b'"total_price":') > 0, "compat path")
     eq(created, s.get("/api/owner/bookings", token=owner).json[0], "the owner's list")
+
+
+def psql(sql):
+    r = subprocess.run(["psql", os.environ["DATABASE_URL"], "-v", "ON_ERROR_STOP=1", "-Atqc", sql],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("psql: %s" % r.stderr)
+    return r.stdout
+
+
+@test
+def a_lost_notification_connection_forgets_the_cache_when_it_is_back():
+    # A change made while a worker cannot hear notifications is never announced to it: when
+    # its LISTEN connection is back, it must drop everything it kept.
+    srv = Server(workers=1, env={"SPACER_CACHE_TTL": "300"}).start()
+    conn = srv.connection()
+    try:
+        _, owner = new_user(server(), "owner")
+        w = word()
+        sid = new_space(server(), owner, "Cache lost " + w)
+        path = "/api/spaces/spaces/%d" % sid
+        warm(srv, conn, path)
+        flushes = metric(srv, "spacer_cache_invalidations_total")
+        # Unannounced (as if its notification were lost), then the connection is cut.
+        psql("ALTER TABLE spaces DISABLE TRIGGER spaces_notify_change;"
+             " UPDATE spaces SET title = 'Cache lost after %s' WHERE id = %d;"
+             " ALTER TABLE spaces ENABLE TRIGGER spaces_notify_change" % (w, sid))
+        eq("Cache lost " + w, srv.get(path, conn=conn).json["title"], "still the kept answer")
+        psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+             " WHERE application_name = 'spacer-listen'")
+        # While it is down nothing is served from the cache; once it is back, all is dropped.
+        until(lambda: metric(srv, "spacer_cache_invalidations_total") > flushes,
+              "the connection back, and the flush counted")
+        eq("Cache lost after " + w, srv.get(path, conn=conn).json["title"], "the new title")
+        warm(srv, conn, path)  # and the cache works again
+    finally:
+        conn.close()
+        srv.close()
