@@ -216,9 +216,10 @@ static int cache_answer(struct sp_req *req, const char *path, const char *query)
     req->etag = 1;
     if (rt->ncache_tags == 0 || w->cache == NULL)
         return 0;
-    metrics_cache_miss(); /* taken back below on a hit */
-    if (!sp_listen_up(w->listen))
+    if (!sp_listen_up(w->listen)) {
+        metrics_cache_miss();
         return 0; /* changes may be missed now: never serve nor store */
+    }
     for (int i = 0; i < rt->ncache_tags; i++)
         req->cache_versions[i] = sp_cache_version(rt->cache_tags[i]);
     sp_buf_adds(&key, path);
@@ -229,6 +230,7 @@ static int cache_answer(struct sp_req *req, const char *path, const char *query)
     sp_buf_addc(&key, '\0');
     e = sp_cache_get(w->cache, key.data, req->gen->number, req->cache_versions, rt->ncache_tags);
     if (e == NULL) {
+        metrics_cache_miss();
         req->cache_key = key.data; /* the handler's answer goes there */
         return 0;
     }

@@ -321,6 +321,10 @@ def a_lost_notification_connection_forgets_the_cache_when_it_is_back():
               "the connection back, and the flush counted")
         eq("Cache lost after " + w, srv.get(path, conn=conn).json["title"], "the new title")
         warm(srv, conn, path)  # and the cache works again
+        hits, misses = (metric(srv, "spacer_cache_%s_total" % k) for k in ("hits", "misses"))
+        eq(200, srv.get(path, conn=conn).status)
+        eq((hits + 1, misses), (metric(srv, "spacer_cache_hits_total"),
+                                metric(srv, "spacer_cache_misses_total")), "one hit, no miss")
     finally:
         conn.close()
         srv.close()
