@@ -221,6 +221,31 @@ static int shaper_has(void *arg, const char *column)
     return yes;
 }
 
+/* spacer.time.format as the shaper of {epoch,zone} (a text array, its zone unquoted): done
+ * here, without the Lua call. -1: not such a value, or a bad one (the Lua call then says). */
+static int shape_time(const char *v, struct sp_buf *out)
+{
+    char zone[128], buf[64];
+    const char *comma;
+    char *end;
+    long long epoch;
+    size_t n;
+    sp_err err;
+
+    if (v[0] != '{' || (comma = strchr(v, ',')) == NULL)
+        return -1;
+    epoch = strtoll(v + 1, &end, 10);
+    if (end != comma || comma[1] == '"' || (n = strlen(comma + 1)) < 2 || n > sizeof(zone) ||
+        comma[n] != '}')
+        return -1;
+    memcpy(zone, comma + 1, n - 1);
+    zone[n - 1] = '\0';
+    if (sp_time_format((int64_t)epoch, zone, buf, sizeof(buf), &err) != 0)
+        return -1;
+    sp_json_add_string(out, buf, strlen(buf));
+    return 0;
+}
+
 /* Calls shapers[column](value) — for an array value, with its elements as the arguments —
  * and encodes what it answers; on failure the error message is left on the stack. */
 static int shaper_write(void *arg, const PGresult *res, int row, int col, struct sp_buf *out)
@@ -231,6 +256,11 @@ static int shaper_write(void *arg, const PGresult *res, int row, int col, struct
     sp_err err;
 
     lua_getfield(L, 1, PQfname(res, col));
+    if (type == OID_TEXTARR && lua_tocfunction(L, -1) == sp_lua_time_format &&
+        shape_time(PQgetvalue(res, row, col), out) == 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
     push_value(L, res, row, col, type);
     if (type == OID_TEXTARR || type == OID_VARCHARARR || type == OID_INT2ARR ||
         type == OID_INT4ARR || type == OID_INT8ARR) {

@@ -19,6 +19,9 @@ void sp_lua_open_cache(lua_State *L);
 /* Time zones: seconds since the epoch <-> a zone's wall clock, DST-correct (tzdata). */
 int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err);
 int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err);
+/* spacer.time.format(epoch, zone) -> "2026-12-01T10:00:00+03:00" (spacer.db.json_with knows it
+ * as a shaper and runs it without a Lua call) */
+int sp_lua_time_format(lua_State *L);
 
 /* Like luaL_checklstring, for text that reaches C as a NUL-terminated string: a string with
  * an embedded NUL raises "bad argument #arg to 'f' (contains a NUL byte)" instead of being

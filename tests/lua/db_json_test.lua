@@ -51,3 +51,19 @@ test("spacer.json.raw takes valid JSON only and is written as it is", function()
   assert_true(not pcall(json.raw, '{"a": '), "invalid JSON is refused")
   assert_eq("spacer.json.raw", getmetatable(raw))
 end)
+
+test("spacer.time.format writes what the time's fields say, in any zone", function()
+  local zones = { "UTC", "Africa/Nairobi", "America/New_York", "Asia/Kolkata", "America/St_Johns",
+    "Pacific/Chatham", "Australia/Lord_Howe", "Asia/Kathmandu" }
+  local t = -2208988800 -- 1900-01-01: local mean times with odd offsets too
+  for i = 1, 3000 do
+    t = t + 1234567 + i * 7919
+    for _, zone in ipairs(zones) do
+      local f = spacer.time.fields(t, zone)
+      local off = math.abs(f.offset)
+      local want = string.format("%04d-%02d-%02dT%02d:%02d:%02d%s%02d:%02d", f.year, f.month,
+        f.day, f.hour, f.min, f.sec, f.offset < 0 and "-" or "+", off // 3600, off % 3600 // 60)
+      assert_eq(want, spacer.time.format(t, zone))
+    end
+  end
+end)
