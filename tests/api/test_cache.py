@@ -156,6 +156,10 @@ def private_answers_are_never_shared_between_users():
                 eq(1, len(r.json), "one booking")
                 eq(uid, r.json[0]["client_id"], "only own bookings")
                 check(r.header("etag") is None, "no ETag on a private list")
+                r = s.get("/api/payments/payments", token=tok, conn=conn)
+                eq(200, r.status, "payments %r" % r)
+                check(all(p["client_id"] == uid for p in r.json), "only own payments")
+                check(r.header("etag") is None, "no ETag on private payments")
     finally:
         conn.close()
     eq(hits, metric(s, "spacer_cache_hits_total"), "no private answer came from the cache")
