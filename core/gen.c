@@ -16,9 +16,7 @@
 #include "embed.h"
 #include "json.h"
 #include "log.h"
-#include "lua_spacer.h"
 #include "router.h"
-#include "worker.h"
 
 /* Registry keys (their addresses). */
 static const char key_gen = 'g', key_env = 'e', key_loaded = 'l', key_finisher = 'f';
@@ -73,29 +71,29 @@ static int gen_panic(lua_State *L)
 
 static void limit_hook(lua_State *L, lua_Debug *ar)
 {
-    struct sp_req *req = sp_gen_req(L);
+    struct sp_gen *gen = sp_gen_of(L);
+    struct sp_budget *b = gen ? gen->running : NULL;
 
     SP_UNUSED(ar);
-    if (req == NULL)
+    if (b == NULL)
         return;
-    if (req->limit == SP_LIMIT_NONE) {
-        req->instructions += HOOK_STEP;
-        if (req->instructions < req->gen->conf->instruction_limit)
+    if (b->limit == SP_LIMIT_NONE) {
+        b->instructions += HOOK_STEP;
+        if (b->instructions < gen->conf->instruction_limit)
             return;
-        req->limit = SP_LIMIT_INSTRUCTIONS;
+        b->limit = SP_LIMIT_INSTRUCTIONS;
     }
     /* Spent (or out of memory): from now on every instruction raises, so a pcall in the
      * script cannot swallow the abort. */
     lua_sethook(L, limit_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, req->limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
-                                                : "script instruction limit exceeded");
+    luaL_error(L, b->limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
+                                              : "script instruction limit exceeded");
 }
 
-void sp_gen_arm_limits(struct sp_gen *gen, lua_State *co, struct sp_req *req)
+void sp_gen_arm_limits(struct sp_gen *gen, lua_State *co)
 {
     long step = gen->conf->instruction_limit < HOOK_STEP ? gen->conf->instruction_limit : HOOK_STEP;
 
-    SP_UNUSED(req);
     lua_sethook(co, limit_hook, LUA_MASKCOUNT, (int)step);
 }
 
@@ -466,25 +464,20 @@ static int run_prelude(struct sp_gen *gen, sp_err *err)
     return 0;
 }
 
-static void open_spacer(struct sp_gen *gen)
+static void open_spacer(struct sp_gen *gen, const sp_gen_opener *openers)
 {
     lua_State *L = gen->L;
 
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_env);
     lua_newtable(L); /* spacer */
-    sp_lua_open_json(L);
-    sp_lua_open_log(L);
-    sp_lua_open_time(L);
-    sp_lua_open_crypto(L);
-    sp_lua_open_auth(L);
-    sp_lua_open_db(L);
-    sp_lua_open_ops(L);
+    for (int i = 0; openers != NULL && openers[i] != NULL; i++)
+        openers[i](L);
     lua_newtable(L);
     lua_pushinteger(L, (lua_Integer)gen->number);
     lua_setfield(L, -2, "generation");
-    lua_pushinteger(L, gen->worker ? gen->worker->index : -1);
+    lua_pushinteger(L, gen->worker);
     lua_setfield(L, -2, "index");
-    lua_pushinteger(L, gen->worker ? gen->worker->pid : 0);
+    lua_pushinteger(L, gen->worker >= 0 ? getpid() : 0);
     lua_setfield(L, -2, "pid");
     lua_setfield(L, -2, "worker");
     lua_pushstring(L, SP_VERSION);
@@ -534,8 +527,8 @@ done:
     return rc;
 }
 
-int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number,
-                struct sp_gen **out, sp_err *err)
+int sp_gen_load(const struct sp_conf *conf, int worker, const sp_gen_opener *openers,
+                uint64_t number, struct sp_gen **out, sp_err *err)
 {
     struct sp_gen *gen = calloc(1, sizeof(*gen));
     uint64_t t0 = sp_now_us();
@@ -548,7 +541,7 @@ int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number
     gen->refs = 1;
     gen->number = number;
     gen->conf = conf;
-    gen->worker = w;
+    gen->worker = worker;
     gen->mem_limit = conf->memory_limit;
     gen->run_ref = LUA_NOREF;
     gen->auth_ref = LUA_NOREF;
@@ -565,7 +558,7 @@ int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number
     sp_json_init(gen->L);
     if (open_sandbox(gen->L, err) != 0)
         goto done;
-    open_spacer(gen);
+    open_spacer(gen, openers);
     if (run_prelude(gen, err) != 0 || run_init(gen, err) != 0)
         goto done;
     if (gen->run_ref == LUA_NOREF) {

@@ -14,7 +14,7 @@
 #include "json.h"
 #include "lua_spacer.h"
 #include "pgpool.h"
-#include "worker.h"
+#include "req.h"
 
 #define MAX_PARAMS 64
 

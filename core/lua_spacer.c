@@ -18,7 +18,7 @@
 #include "gen.h"
 #include "json.h"
 #include "log.h"
-#include "worker.h"
+#include "req.h"
 
 int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message)
 {
@@ -485,3 +485,8 @@ void sp_lua_open_crypto(lua_State *L)
     luaL_newlib(L, funcs);
     lua_setfield(L, -2, "crypto");
 }
+
+void (*const sp_lua_openers[])(lua_State *L) = {
+    sp_lua_open_json, sp_lua_open_log, sp_lua_open_time, sp_lua_open_crypto,
+    sp_lua_open_auth, sp_lua_open_db,  sp_lua_open_ops,  NULL,
+};

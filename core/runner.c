@@ -18,10 +18,11 @@
 #include "gen.h"
 #include "log.h"
 #include "pgpool.h"
-#include "worker.h"
+#include "lua_spacer.h"
+#include "req.h"
 
 struct sp_runner {
-    struct sp_worker w;
+    struct sp_host w;
     int done, ok;
 };
 
@@ -43,8 +44,6 @@ int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *er
     r->w.conf = conf;
     r->w.index = 0;
     r->w.pid = getpid();
-    r->w.ctl_fd = -1;
-    sp_worker = &r->w;
     if ((r->w.base = event_base_new()) == NULL) {
         sp_err_set(err, "cannot create an event loop");
         goto fail;
@@ -53,7 +52,7 @@ int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *er
         goto fail;
     if ((r->w.hasher = sp_hasher_new(r->w.base, 2, err)) == NULL)
         goto fail;
-    if (sp_gen_load(conf, &r->w, 1, &r->w.gen, err) != 0)
+    if (sp_gen_load(conf, 0, sp_lua_openers, 1, &r->w.gen, err) != 0)
         goto fail;
     *out = r;
     return 0;
@@ -71,8 +70,6 @@ void sp_runner_free(struct sp_runner *r)
     sp_pool_free(r->w.pool);
     if (r->w.base)
         event_base_free(r->w.base);
-    if (sp_worker == &r->w)
-        sp_worker = NULL;
     free(r);
 }
 
@@ -104,7 +101,7 @@ int sp_runner_call(struct sp_runner *r, int nargs, sp_err *err)
     req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     req->co = co;
     sp_gen_set_req(co, req);
-    sp_gen_arm_limits(req->gen, co, req);
+    sp_gen_arm_limits(req->gen, co);
     lua_xmove(L, co, nargs + 1);
     top = lua_gettop(L);
     r->done = 0;
@@ -116,8 +113,8 @@ int sp_runner_call(struct sp_runner *r, int nargs, sp_err *err)
         n = lua_gettop(co);
         lua_xmove(co, L, n);
     } else {
-        if (req->limit != SP_LIMIT_NONE)
-            lua_pushstring(L, req->limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
+        if (req->budget.limit != SP_LIMIT_NONE)
+            lua_pushstring(L, req->budget.limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
                                                             : "script instruction limit exceeded");
         else if (lua_type(co, -1) == LUA_TSTRING) {
             luaL_traceback(L, co, lua_tostring(co, -1), 0);

@@ -1,0 +1,666 @@
+/* req.c: a request's life cycle. The HTTP layer hands up a parsed request; this assigns its
+ * id, answers CORS preflights, routes it, verifies the token, decodes the JSON body and runs the
+ * route's handler in a fresh coroutine of the current generation; the handler's waits
+ * (database, hashing) yield and the loop serves everyone else. The reply goes back down
+ * through the connection; a client that leaves cancels its request. */
+#include "req.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "auth.h"
+#include "conf.h"
+#include "gen.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "pgpool.h"
+
+static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
+                       const char *method, const char *path, int status, size_t bytes,
+                       uint64_t dur);
+
+/* ---- replies ------------------------------------------------------------------ */
+
+static int origin_allowed(const struct sp_conf *c, const char *origin)
+{
+    for (int i = 0; origin && i < c->ncors; i++)
+        if (strcmp(c->cors_origins[i], origin) == 0 || strcmp(c->cors_origins[i], "*") == 0)
+            return 1;
+    return 0;
+}
+
+/* Headers every response carries: request id, CORS for allowed origins. */
+static void common_headers(struct sp_req *req)
+{
+    struct sp_http_out *out = &req->out;
+    const char *origin = sp_http_req_header(req->http, "Origin");
+
+    sp_http_out_add(out, "X-Request-Id", req->id);
+    if (origin_allowed(req->w->conf, origin)) {
+        sp_http_out_add(out, "Access-Control-Allow-Origin", origin);
+        sp_http_out_add(out, "Vary", "Origin");
+        sp_http_out_add(out, "Access-Control-Expose-Headers",
+                        "X-Total-Count, Link, X-Request-Id, Retry-After");
+    }
+}
+
+static void send_body(struct sp_req *req, int status, const char *ctype, const char *body,
+                      size_t len)
+{
+    req->status = status;
+    req->bytes = len;
+    if (req->conn == NULL)
+        return; /* cancelled, or a script test */
+    common_headers(req);
+    if (ctype != NULL)
+        sp_http_out_add(&req->out, "Content-Type", ctype);
+    /* Logged now: once answered, the connection reuses the request's memory. */
+    access_log(req->w, req->id, req->route, req->method, req->http->path, status, len,
+               sp_now_us() - req->start_us);
+    req->http->data = NULL;
+    sp_http_respond(req->conn, req->http, status, &req->out, body, len);
+    req->conn = NULL; /* answered: the connection goes on without us */
+    req->http = NULL;
+}
+
+/* {"error": message, "code": code} (+ "message" on the old web app's paths) */
+static void send_error(struct sp_req *req, int status, const char *code, const char *message)
+{
+    struct sp_buf b = {0};
+
+    sp_buf_adds(&b, "{\"error\":");
+    sp_json_add_string(&b, message, strlen(message));
+    sp_buf_adds(&b, ",\"code\":");
+    sp_json_add_string(&b, code, strlen(code));
+    if (req->route != NULL && req->route->compat) {
+        sp_buf_adds(&b, ",\"message\":");
+        sp_json_add_string(&b, message, strlen(message));
+    }
+    if (status >= 500) {
+        sp_buf_adds(&b, ",\"request_id\":");
+        sp_json_add_string(&b, req->id, strlen(req->id));
+    }
+    sp_buf_addc(&b, '}');
+    send_body(req, status, "application/json; charset=utf-8", b.data, b.len);
+    sp_buf_free(&b);
+}
+
+/* ---- the end of a handler --------------------------------------------------------- */
+
+/* Copies a Lua table of headers (name -> string) to the response. */
+static void add_lua_headers(struct sp_req *req, lua_State *co, int idx)
+{
+    struct sp_http_out *out = &req->out;
+
+    if (!lua_istable(co, idx))
+        return;
+    lua_pushnil(co);
+    while (lua_next(co, idx) != 0) {
+        if (lua_type(co, -2) == LUA_TSTRING && (lua_isstring(co, -1))) {
+            const char *name = lua_tostring(co, -2);
+            lua_pushvalue(co, -1);
+            const char *value = lua_tostring(co, -1);
+            if (strcasecmp(name, "Content-Type") == 0)
+                sp_http_out_remove(out, "Content-Type");
+            sp_http_out_add(out, name, value);
+            lua_pop(co, 1);
+        }
+        lua_pop(co, 1);
+    }
+}
+
+static int has_header(struct sp_req *req, const char *name)
+{
+    return sp_http_out_has(&req->out, name);
+}
+
+/* The handler returned: status, body[, headers] are at 1..n on the coroutine. */
+static void reply_results(struct sp_req *req, int nres)
+{
+    lua_State *co = req->co;
+    struct sp_buf b = {0};
+    sp_err err;
+    int status;
+
+    if (nres < 1 || !lua_isinteger(co, 1) || lua_tointeger(co, 1) < 100 ||
+        lua_tointeger(co, 1) > 599) {
+        sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: handler must return status, body[, headers]",
+                      req->id, req->route->source);
+        send_error(req, 500, "script_error", "internal error");
+        return;
+    }
+    status = (int)lua_tointeger(co, 1);
+    if (nres >= 3)
+        add_lua_headers(req, co, 3);
+    if (nres < 2 || lua_isnil(co, 2)) {
+        send_body(req, status, NULL, NULL, 0);
+        return;
+    }
+    if (lua_type(co, 2) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(co, 2, &len);
+        send_body(req, status, has_header(req, "Content-Type") ? NULL : "text/plain; charset=utf-8",
+                  s, len);
+        return;
+    }
+    if (sp_json_encode(co, 2, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
+        sp_log(SP_LOG_ERROR, "%s %s: %s", req->id, req->route->source, err.msg);
+        send_error(req, 500, "script_error", "internal error");
+    } else {
+        send_body(req, status,
+                  has_header(req, "Content-Type") ? NULL : "application/json; charset=utf-8",
+                  b.data, b.len);
+    }
+    sp_buf_free(&b);
+}
+
+/* A spacer.error table at the top of co: the reply it asks for. */
+static void reply_http_error(struct sp_req *req)
+{
+    lua_State *co = req->co;
+    int e = lua_gettop(co);
+    struct sp_buf b = {0};
+    int status;
+    sp_err err;
+
+    lua_getfield(co, e, "status");
+    status = lua_isinteger(co, -1) ? (int)lua_tointeger(co, -1) : 500;
+    if (status < 400 || status > 599)
+        status = 500;
+    lua_getfield(co, e, "headers");
+    add_lua_headers(req, co, lua_gettop(co));
+    lua_settop(co, e);
+
+    lua_createtable(co, 0, 6); /* the body */
+    lua_getfield(co, e, "extra");
+    if (lua_istable(co, -1)) {
+        lua_pushnil(co);
+        while (lua_next(co, -2) != 0) {
+            lua_pushvalue(co, -2);
+            lua_insert(co, -2);
+            lua_rawset(co, e + 1);
+        }
+    }
+    lua_pop(co, 1);
+    lua_getfield(co, e, "message");
+    lua_pushvalue(co, -1);
+    lua_setfield(co, e + 1, "error");
+    if (req->route != NULL && req->route->compat)
+        lua_setfield(co, e + 1, "message");
+    else
+        lua_pop(co, 1);
+    lua_getfield(co, e, "code");
+    lua_setfield(co, e + 1, "code");
+    lua_getfield(co, e, "fields");
+    lua_setfield(co, e + 1, "fields");
+    if (status >= 500) {
+        lua_pushstring(co, req->id);
+        lua_setfield(co, e + 1, "request_id");
+    }
+    if (sp_json_encode(co, e + 1, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
+        send_error(req, 500, "script_error", "internal error");
+    } else {
+        send_body(req, status, "application/json; charset=utf-8", b.data, b.len);
+    }
+    sp_buf_free(&b);
+}
+
+static int is_http_error(lua_State *co, int idx)
+{
+    int yes = 0;
+
+    if (lua_getmetatable(co, idx)) {
+        lua_rawgetp(co, LUA_REGISTRYINDEX, &sp_lua_error_mt_key);
+        yes = lua_rawequal(co, -1, -2);
+        lua_pop(co, 2);
+    }
+    return yes;
+}
+
+static void reply_failure(struct sp_req *req)
+{
+    lua_State *co = req->co, *L = req->gen->L;
+    const char *msg, *where = req->route ? req->route->source : "?";
+
+    if (req->budget.limit != SP_LIMIT_NONE) {
+        const char *what = req->budget.limit == SP_LIMIT_MEMORY ? "memory" : "instruction";
+        sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: script %s limit exceeded; request ended",
+                      req->id, where, what);
+        if (req->conn != NULL)
+            send_error(req, 500, "script_limit", req->budget.limit == SP_LIMIT_MEMORY
+                                                     ? "script memory limit exceeded"
+                                                     : "script instruction limit exceeded");
+        metrics_script_error();
+        if (req->budget.limit == SP_LIMIT_MEMORY)
+            lua_gc(L, LUA_GCCOLLECT);
+        return;
+    }
+    if (is_http_error(co, -1)) {
+        if (req->conn != NULL)
+            reply_http_error(req);
+        return;
+    }
+    msg = luaL_tolstring(co, -1, NULL);
+    luaL_traceback(co, co, msg, 0);
+    {
+        char fields[200];
+        snprintf(fields, sizeof(fields), "\"request_id\":\"%s\",\"route\":\"%s\"", req->id,
+                 where);
+        sp_log_fields(SP_LOG_ERROR, fields, "script error: %s", lua_tostring(co, -1));
+    }
+    metrics_script_error();
+    if (req->conn != NULL)
+        send_error(req, 500, "script_error", "internal error");
+}
+
+static void req_finish(struct sp_req *req);
+
+/* A cancelled request ends when its last operation has come back. */
+static void req_free(struct sp_req *req)
+{
+    struct sp_host *host = req->w;
+
+    sp_req_release_pins(req);
+    if (req->co != NULL)
+        luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
+    sp_gen_unref(req->gen);
+    sp_buf_free(&req->out.head);
+    free(req);
+    if (--host->inflight == 0 && host->draining && host->on_idle != NULL)
+        host->on_idle(host);
+}
+
+void sp_req_resume(struct sp_req *req, int nargs)
+{
+    int nres = 0, st;
+    struct sp_gen *gen = req->gen;
+
+    if (req->cancelled) {
+        lua_settop(req->co, 0); /* the outcome nobody waits for any more */
+        if (req->pending == 0)
+            req_free(req);
+        return;
+    }
+    gen->running = &req->budget;
+    st = lua_resume(req->co, NULL, nargs, &nres);
+    gen->running = NULL;
+    if (st == LUA_YIELD) {
+        if (req->pending > 0)
+            return; /* an I/O completion will resume it */
+        lua_pushliteral(req->co, "coroutine yielded outside of an I/O call");
+        st = LUA_ERRRUN;
+    }
+    if (req->on_done != NULL) {
+        req->on_done(req, st == LUA_OK);
+        return;
+    }
+    if (st == LUA_OK)
+        reply_results(req, nres);
+    else
+        reply_failure(req);
+    req_finish(req);
+}
+
+void sp_req_start(struct sp_req *req, int nargs)
+{
+    sp_req_resume(req, nargs);
+}
+
+void sp_req_release_pins(struct sp_req *req)
+{
+    while (req->npins > 0)
+        sp_pool_release(req->pins[--req->npins]); /* rolls back an open transaction */
+}
+
+/* ---- a request's way ------------------------------------------------------------- */
+
+static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
+                       const char *method, const char *path, int status, size_t bytes,
+                       uint64_t dur)
+{
+    char line[1024];
+    size_t n = 0;
+
+    metrics_observe(route ? route->pattern : "unmatched", method, status, dur);
+    if (!host->conf->access_log)
+        return;
+    n = (size_t)snprintf(line, sizeof(line), "{\"type\":\"access\",\"time\":%ld,\"request_id\":\"",
+                         (long)time(NULL));
+    sp_json_escape(line, sizeof(line) - 200, &n, id);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"method\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &n, method);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"path\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &n, path);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"route\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &n, route ? route->pattern : "");
+    n += (size_t)snprintf(line + n, sizeof(line) - n,
+                          "\",\"status\":%d,\"bytes\":%zu,\"duration_us\":%llu,\"worker\":%d}\n",
+                          status, bytes, (unsigned long long)dur, host->index);
+    sp_log_raw(line, n);
+}
+
+static void req_finish(struct sp_req *req)
+{
+    req_free(req);
+}
+
+void sp_req_log_refused(struct sp_host *host, int status, const char *id, const char *method,
+                        const char *target)
+{
+    char path[512];
+
+    snprintf(path, sizeof(path), "%.*s", (int)strcspn(target, "?#"), target);
+    access_log(host, id, NULL, method, path, status, 0, 0);
+}
+
+/* The client has gone: the reply will never be sent. What waits is dropped where it can be (a
+ * queued hash), the rest comes back to a request that discards it; the coroutine is closed,
+ * the pins released (an open transaction rolls back). */
+void sp_req_cancel(struct sp_http_req *hr)
+{
+    struct sp_req *req = hr->data;
+    char fields[160];
+
+    if (req == NULL)
+        return;
+    hr->data = NULL;
+    req->conn = NULL;
+    req->cancelled = 1;
+    req->status = 499; /* nginx's "client closed request", for the log */
+    snprintf(fields, sizeof(fields), "\"request_id\":\"%s\"", req->id);
+    sp_log_fields(SP_LOG_INFO, fields, "client gone: request %s %s cancelled", req->method,
+                  req->http->path);
+    access_log(req->w, req->id, req->route, req->method, req->http->path, 499, 0,
+               sp_now_us() - req->start_us);
+    req->http = NULL;
+    if (req->pending > 0 && req->w->hasher != NULL)
+        req->pending -= sp_hasher_cancel(req->w->hasher, req);
+    sp_req_release_pins(req);
+    if (req->co != NULL) {
+        lua_resetthread(req->co); /* closes its to-be-closed variables */
+        lua_settop(req->co, 0);
+    }
+    if (req->pending == 0)
+        req_free(req);
+}
+
+void sp_req_make_id(struct sp_host *host, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%08x-%d-%llx", host->id_salt, host->index,
+             (unsigned long long)++host->reqseq);
+}
+
+/* An X-Request-Id from the client is kept when it is short and printable. */
+static void assign_id(struct sp_req *req)
+{
+    const char *given = sp_http_req_header(req->http, "X-Request-Id");
+    size_t n = given ? strlen(given) : 0;
+
+    if (n > 0 && n < sizeof(req->id)) {
+        int ok = 1;
+        for (size_t i = 0; i < n && ok; i++)
+            ok = given[i] > 0x20 && given[i] < 0x7f && given[i] != '"' && given[i] != '\\';
+        if (ok) {
+            memcpy(req->id, given, n + 1);
+            return;
+        }
+    }
+    sp_req_make_id(req->w, req->id, sizeof(req->id));
+}
+
+static void preflight(struct sp_req *req, const char *path)
+{
+    struct sp_http_out *out = &req->out;
+    const char *origin = sp_http_req_header(req->http, "Origin");
+    char allow[128], methods[160];
+
+    if (!sp_router_allow(req->w->gen->router, path, allow, sizeof(allow))) {
+        send_error(req, 404, "not_found", "no such resource");
+        return;
+    }
+    snprintf(methods, sizeof(methods), "%s, OPTIONS", allow);
+    if (origin_allowed(req->w->conf, origin)) {
+        sp_http_out_add(out, "Access-Control-Allow-Methods", methods);
+        sp_http_out_add(out, "Access-Control-Allow-Headers",
+                        "Authorization, Content-Type, Idempotency-Key, X-Request-Id");
+        sp_http_out_add(out, "Access-Control-Max-Age", "600");
+    }
+    sp_http_out_add(out, "Allow", methods);
+    send_body(req, 204, NULL, NULL, 0);
+}
+
+/* Pushes the Lua request table. */
+static void push_request(struct sp_req *req, lua_State *co, const struct sp_match *m,
+                         const char *method, const char *path, const char *query)
+{
+    const struct sp_http_req *hr = req->http;
+    struct evkeyvalq q;
+    struct evkeyval *kv;
+    char peer_buf[64] = "";
+    const char *peer = NULL;
+
+    lua_createtable(co, 0, 14);
+    lua_pushstring(co, req->id);
+    lua_setfield(co, -2, "id");
+    lua_pushstring(co, method);
+    lua_setfield(co, -2, "method");
+    lua_pushstring(co, path);
+    lua_setfield(co, -2, "path");
+    lua_pushstring(co, m->route->pattern);
+    lua_setfield(co, -2, "route");
+    lua_pushboolean(co, m->route->compat);
+    lua_setfield(co, -2, "compat");
+
+    lua_createtable(co, 0, m->nparams);
+    for (int i = 0; i < m->nparams; i++) {
+        if (m->params[i].is_int)
+            lua_pushinteger(co, (lua_Integer)m->params[i].ival);
+        else
+            lua_pushlstring(co, m->params[i].value, m->params[i].len);
+        lua_setfield(co, -2, m->params[i].name);
+    }
+    lua_setfield(co, -2, "params");
+
+    lua_newtable(co);
+    TAILQ_INIT(&q);
+    if (query != NULL && evhttp_parse_query_str(query, &q) == 0) {
+        TAILQ_FOREACH(kv, &q, next)
+        {
+            lua_pushstring(co, kv->value);
+            lua_setfield(co, -2, kv->key);
+        }
+    }
+    evhttp_clear_headers(&q);
+    lua_setfield(co, -2, "query");
+
+    lua_createtable(co, 0, hr->nheaders);
+    for (int h = 0; h < hr->nheaders; h++) {
+        const char *key = hr->headers[h].name;
+        char name[128];
+        size_t i;
+        for (i = 0; key[i] && i < sizeof(name) - 1; i++)
+            name[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+        name[i] = '\0';
+        lua_pushlstring(co, hr->headers[h].value, hr->headers[h].value_len);
+        lua_setfield(co, -2, name);
+    }
+    lua_setfield(co, -2, "headers");
+
+    if (req->w->conf->trust_proxy)
+        peer = sp_http_req_header(hr, "X-Forwarded-For");
+    if (peer != NULL) {
+        snprintf(peer_buf, sizeof(peer_buf), "%.*s", (int)strcspn(peer, ", "), peer);
+    } else {
+        snprintf(peer_buf, sizeof(peer_buf), "%s", hr->peer);
+    }
+    lua_pushstring(co, peer_buf);
+    lua_setfield(co, -2, "ip");
+}
+
+static int is_json_type(const char *ctype)
+{
+    size_t n;
+
+    if (ctype == NULL)
+        return 0;
+    n = strcspn(ctype, ";");
+    while (n > 0 && ctype[n - 1] == ' ')
+        n--;
+    return (n == 16 && strncasecmp(ctype, "application/json", 16) == 0) ||
+           (n > 5 && strncasecmp(ctype + n - 5, "+json", 5) == 0);
+}
+
+/* Pushes the body onto co: nil, or the decoded object; or replies an error and returns -1. */
+static int push_body(struct sp_req *req, lua_State *co, const char *method, lua_State *L,
+                     int raw)
+{
+    size_t len = req->http->body_len;
+    const char *ctype;
+    const char *data;
+    sp_err err;
+
+    SP_UNUSED(L);
+    if (len == 0) {
+        lua_pushnil(co);
+        return 0;
+    }
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+        send_error(req, 400, "bad_request", "a GET request must not carry a body");
+        return -1;
+    }
+    data = req->http->body;
+    if (raw) {
+        lua_pushlstring(co, data, len);
+        return 0;
+    }
+    ctype = sp_http_req_header(req->http, "Content-Type");
+    if (!is_json_type(ctype)) {
+        send_error(req, 415, "unsupported_media_type",
+                   "the request body must be JSON (Content-Type: application/json)");
+        return -1;
+    }
+    if (sp_json_decode(co, data, len, SP_JSON_MAX_DEPTH, &err) != 0) {
+        send_error(req, 400, "invalid_json", err.msg);
+        return -1;
+    }
+    if (!lua_istable(co, -1) || lua_getmetatable(co, -1)) {
+        send_error(req, 400, "invalid_json", "the request body must be a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+/* Verifies the bearer token; pushes the claims table, or replies 401 and returns -1. */
+static int push_claims(struct sp_req *req, lua_State *co)
+{
+    const char *h = sp_http_req_header(req->http, "Authorization");
+    const struct sp_conf *c = req->w->conf;
+    struct sp_jwt_conf jc = {(const unsigned char *)c->jwt_secret, strlen(c->jwt_secret),
+                             c->token_lifetime_s, c->leeway_s};
+    struct sp_jwt_claims claims;
+    sp_err err;
+
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
+        sp_http_out_add(&req->out, "WWW-Authenticate", "Bearer");
+        send_error(req, 401, "missing_token", "authentication required: send a Bearer token");
+        return -1;
+    }
+    if (sp_jwt_verify(&jc, h + 7, time(NULL), &claims, &err) != 0) {
+        sp_http_out_add(&req->out, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        char msg[300];
+        snprintf(msg, sizeof(msg), "invalid token: %s", err.msg);
+        send_error(req, 401, "invalid_token", msg);
+        return -1;
+    }
+    lua_createtable(co, 0, 4);
+    lua_pushinteger(co, claims.sub);
+    lua_setfield(co, -2, "sub");
+    lua_pushstring(co, claims.role);
+    lua_setfield(co, -2, "role");
+    lua_pushstring(co, claims.jti);
+    lua_setfield(co, -2, "jti");
+    lua_pushinteger(co, claims.exp);
+    lua_setfield(co, -2, "exp");
+    return 0;
+}
+
+void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req *hr)
+{
+    struct sp_req *req = calloc(1, sizeof(*req));
+    const char *method = hr->method, *path = hr->path;
+    struct sp_match m;
+    struct sp_gen *gen;
+    lua_State *L, *co;
+
+    if (req == NULL) {
+        struct sp_http_out out = {0};
+        sp_http_out_add(&out, "Content-Type", "application/json; charset=utf-8");
+        sp_http_respond(c, hr, 503, &out, "{\"error\":\"out of memory\",\"code\":\"overloaded\"}",
+                        48);
+        sp_buf_free(&out.head);
+        return;
+    }
+    req->w = w;
+    req->conn = c;
+    req->http = hr;
+    hr->data = req;
+    req->start_us = sp_now_us();
+    req->co_ref = LUA_NOREF;
+    snprintf(req->method, sizeof(req->method), "%s", method);
+    w->inflight++;
+    req->gen = gen = w->gen;
+    sp_gen_ref(gen);
+    assign_id(req);
+    if (path == NULL || path[0] != '/') {
+        send_error(req, 400, "bad_request", "malformed request path");
+        goto done;
+    }
+    if (strcmp(method, "OPTIONS") == 0) {
+        preflight(req, path);
+        goto done;
+    }
+    switch (sp_router_match(gen->router, method, path, &m)) {
+    case SP_MATCH_NOT_FOUND: send_error(req, 404, "not_found", "no such resource"); goto done;
+    case SP_MATCH_BAD_METHOD:
+        sp_http_out_add(&req->out, "Allow", m.allow);
+        send_error(req, 405, "method_not_allowed", "method not allowed on this resource");
+        goto done;
+    case SP_MATCH_OK: break;
+    }
+    req->route = m.route;
+    L = gen->L;
+    co = lua_newthread(L);
+    req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    req->co = co;
+    sp_gen_set_req(co, req);
+    sp_gen_arm_limits(gen, co);
+
+    lua_rawgeti(co, LUA_REGISTRYINDEX, gen->run_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, m.route->ref);
+    push_request(req, co, &m, method, path, hr->query);
+    lua_getfield(co, -2, "opts");
+    lua_getfield(co, -1, "raw_body");
+    int raw = lua_toboolean(co, -1);
+    lua_pop(co, 2);
+    if (push_body(req, co, method, L, raw) != 0)
+        goto done;
+    lua_setfield(co, -2, raw ? "raw_body" : "body");
+    if (m.route->auth) {
+        if (push_claims(req, co) != 0)
+            goto done;
+    } else {
+        lua_pushnil(co);
+    }
+    sp_req_start(req, 3);
+    return;
+done:
+    req_finish(req);
+}
