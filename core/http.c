@@ -706,8 +706,12 @@ static int build_request(struct sp_http_conn *c)
     for (int i = 0; i < c->nh; i++) {
         c->headers[i].name = c->text.data + c->hoff[i].n;
         c->headers[i].name_len = c->hoff[i].nl;
-        c->headers[i].value = c->text.data + c->hoff[i].v;
-        c->headers[i].value_len = c->hoff[i].vl;
+        char *v = c->text.data + c->hoff[i].v;
+        size_t vl = c->hoff[i].vl;
+        while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+            v[--vl] = '\0'; /* optional whitespace is not part of the value (RFC 9110 5.5) */
+        c->headers[i].value = v;
+        c->headers[i].value_len = vl;
     }
     r->headers = c->headers;
     r->nheaders = c->nh;
@@ -1140,15 +1144,16 @@ struct sp_http_conn *sp_http_conn_fake(struct sp_http *h)
 
 int sp_http_conn_feed(struct sp_http_conn *c, const char *data, size_t len)
 {
-    int gone = 0;
+    struct sp_http *h = c->h;
     struct sp_http_conn *it;
+    int gone = 0;
 
     if (c->state == C_LINGER)
         return 0;
     sp_buf_add(&c->in, data, len);
     if (c->state != C_BUSY)
         conn_process(c);
-    TAILQ_FOREACH(it, &c->h->conns, all)
+    TAILQ_FOREACH(it, &h->conns, all)
     {
         if (it == c)
             gone = 1;

@@ -358,7 +358,7 @@ void sp_req_log_refused(struct sp_host *host, int status, const char *id, const 
     char path[512];
 
     snprintf(path, sizeof(path), "%.*s", (int)strcspn(target, "?#"), target);
-    access_log(host, id, NULL, method, path, status, 0, 0);
+    access_log(host, id, NULL, method[0] ? method : "-", path, status, 0, 0);
 }
 
 /* The client has gone: the reply will never be sent. What waits is dropped where it can be (a
