@@ -381,8 +381,10 @@ void sp_req_cancel(struct sp_http_req *hr)
     access_log(req->w, req->id, req->route, req->method, req->http->path, 499, 0,
                sp_now_us() - req->start_us);
     req->http = NULL;
-    if (req->pending > 0 && req->w->hasher != NULL)
+    if (req->pending > 0)
         req->pending -= sp_hasher_cancel(req->w->hasher, req);
+    if (req->pending > 0)
+        req->pending -= sp_pool_cancel(req->w->pool, req);
     sp_req_release_pins(req);
     if (req->co != NULL) {
         lua_resetthread(req->co); /* closes its to-be-closed variables */

@@ -361,3 +361,36 @@ def a_client_gone_during_login_frees_its_hashing_slot():
         check("client gone" in open(srv.log_path).read(), srv.logs())
     finally:
         srv.close()
+
+
+@test
+def a_client_gone_during_queries_frees_the_pool():
+    # One database connection: a slow query holds it, two more wait for it. Their clients
+    # leave: the waiting queries are dropped, the running one's result is discarded.
+    from harness import TEST_ROUTES
+    srv = Server(workers=1, extra_routes=TEST_ROUTES,
+                 env={"SPACER_DATABASE_POOL_SIZE": "1"}).start()
+    try:
+        eq(200, srv.get("/test/slow?s=0").status)
+        gone = []
+        for _ in range(3):
+            c = connect(srv.port)
+            c.sendall(b"GET /test/slow?s=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            gone.append(c)
+            time.sleep(0.05)
+        time.sleep(0.2)
+        for c in gone:
+            c.close()
+        t0 = time.time()
+        r = srv.get("/test/slow?s=0")
+        waited = time.time() - t0
+        eq(200, r.status)
+        # the running query's second, not three of them
+        check(waited < 1.9, "waited %.2fs for the pool" % waited)
+        time.sleep(0.3)
+        lines = [json.loads(l) for l in open(srv.log_path).read().splitlines()
+                 if '"access"' in l and '"status":499' in l]
+        eq(3, len(lines), "cancelled requests in the access log")
+        eq(200, srv.get("/test/slow?s=0").status)
+    finally:
+        srv.close()
