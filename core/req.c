@@ -5,6 +5,7 @@
  * through the connection; a client that leaves cancels its request. */
 #include "req.h"
 
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <lauxlib.h>
@@ -322,6 +323,43 @@ void sp_req_release_pins(struct sp_req *req)
 
 /* ---- a request's way ------------------------------------------------------------- */
 
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    SP_UNUSED(fd);
+    SP_UNUSED(what);
+    sp_req_log_flush(arg, 0);
+}
+
+void sp_req_log_flush(struct sp_host *host, int final)
+{
+    if (host->log.len > 0)
+        sp_log_raw(host->log.data, host->log.len);
+    host->log.len = 0;
+    if (final) {
+        if (host->log_flush != NULL)
+            event_free(host->log_flush);
+        host->log_flush = NULL;
+        sp_buf_free(&host->log);
+    }
+}
+
+/* Access lines leave in one write per pass of the loop: the flush event, activated by the
+ * first line, runs after the callbacks already due (every request of this epoll batch). */
+static void log_append(struct sp_host *host, const char *line, size_t n)
+{
+    if (host->base == NULL ||
+        (host->log_flush == NULL &&
+         (host->log_flush = event_new(host->base, -1, 0, on_log_flush, host)) == NULL)) {
+        sp_log_raw(line, n);
+        return;
+    }
+    sp_buf_add(&host->log, line, n);
+    if (host->log.len >= 65536)
+        sp_req_log_flush(host, 0);
+    else if (!event_pending(host->log_flush, EV_TIMEOUT, NULL))
+        event_active(host->log_flush, EV_TIMEOUT, 0);
+}
+
 static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
                        const char *method, const char *path, int status, size_t bytes,
                        uint64_t dur)
@@ -344,7 +382,7 @@ static void access_log(struct sp_host *host, const char *id, const struct sp_rou
     n += (size_t)snprintf(line + n, sizeof(line) - n,
                           "\",\"status\":%d,\"bytes\":%zu,\"duration_us\":%llu,\"worker\":%d}\n",
                           status, bytes, (unsigned long long)dur, host->index);
-    sp_log_raw(line, n);
+    log_append(host, line, n);
 }
 
 static void req_finish(struct sp_req *req)

@@ -50,6 +50,8 @@ struct sp_host {
     uint64_t reqseq;
     uint32_t id_salt;
     void (*on_idle)(struct sp_host *host); /* inflight fell to 0 while draining */
+    struct sp_buf log;       /* access lines not yet written (one write per loop pass) */
+    struct event *log_flush; /* writes them at the end of the loop's pass */
 };
 
 #define SP_REQ_MAX_PINS 4
@@ -90,6 +92,8 @@ void sp_req_release_pins(struct sp_req *req);
 /* The HTTP side, for the host: a request has arrived; the client has gone. */
 void sp_req_arrive(struct sp_host *host, struct sp_http_conn *c, struct sp_http_req *hr);
 void sp_req_cancel(struct sp_http_req *hr);
+/* Writes the access lines still buffered; final: and frees the buffer (the host ends). */
+void sp_req_log_flush(struct sp_host *host, int final);
 /* A fresh request id ("salt-worker-sequence"). */
 void sp_req_make_id(struct sp_host *host, char *buf, size_t cap);
 /* An error the HTTP layer answered itself: the access log line and the metrics. */

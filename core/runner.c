@@ -65,6 +65,7 @@ void sp_runner_free(struct sp_runner *r)
 {
     if (r == NULL)
         return;
+    sp_req_log_flush(&r->w, 1);
     sp_gen_unref(r->w.gen);
     sp_hasher_free(r->w.hasher);
     sp_pool_free(r->w.pool);

@@ -339,6 +339,7 @@ done:
     if (w.drain_timer)
         event_free(w.drain_timer);
     sp_http_free(w.http); /* cancels what is still in flight */
+    sp_req_log_flush(&w.host, 1);
     if (w.host.inflight == 0) {
         sp_hasher_free(w.host.hasher);
         sp_pool_free(w.host.pool);

@@ -270,9 +270,10 @@ print("   %-15s %3d conns: %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %d  
     r["id"], r["conns"], r["rps"], l["p50"]/1000, l["p99"]/1000, e, c["server_s"]/n*1e6, c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
     100*max(0, c["machine_busy_s"]-c["server_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"])))'
     if [ "$port" = "$http_port" ]; then
-        if grep -q '"status": *[45][0-9][0-9]' "$work/spacer.log" 2>/dev/null; then
+        # 499: requests in flight when wrk stopped, cancelled as their clients left
+        if grep '"status": *[45][0-9][0-9]' "$work/spacer.log" 2>/dev/null | grep -vq '"status": *499'; then
             echo "   some answers were errors; a few of them:"
-            grep '"status": *[45][0-9][0-9]' "$work/spacer.log" | head -3 | cut -c1-400
+            grep '"status": *[45][0-9][0-9]' "$work/spacer.log" | grep -v '"status": *499' | head -3 | cut -c1-400
         fi
         : >"$work/spacer.log" # opened for appending: truncating it is safe
     fi

@@ -334,22 +334,23 @@ def a_client_gone_during_login_frees_its_hashing_slot():
                                  "SPACER_AUTH_BCRYPT_COST": "12",
                                  "SPACER_LOGIN_MAX_FAILURES_PER_IP": "1000",
                                  "SPACER_LOG_LEVEL": "info"}).start()
+    tag = "%x" % int(time.time() * 1000)  # fresh emails: failures are counted per email
     try:
-        status, one = timed_login(srv.port, "warm@example.com")
+        status, one = timed_login(srv.port, "warm-%s@example.com" % tag)
         eq(401, status)
-        status, one = timed_login(srv.port, "alone@example.com")
+        status, one = timed_login(srv.port, "alone-%s@example.com" % tag)
         eq(401, status)
         # Four logins queue behind each other on the one thread; their clients leave.
         gone = []
         for i in range(4):
             c = connect(srv.port)
-            c.sendall(login_request("gone%d@example.com" % i))
+            c.sendall(login_request("gone%d-%s@example.com" % (i, tag)))
             gone.append(c)
         time.sleep(min(one / 2, 0.5))
         for c in gone:
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             c.close()
-        status, waited = timed_login(srv.port, "next@example.com")
+        status, waited = timed_login(srv.port, "next-%s@example.com" % tag)
         eq(401, status)
         # Without cancelling: the four hashes, then ours (5x). With it: at most the one
         # already on the thread, then ours (2x).
