@@ -265,10 +265,24 @@ static void reply_failure(struct sp_req *req)
 static void req_finish(struct sp_req *req);
 
 /* A cancelled request ends when its last operation has come back. */
+/* Stops the operation the coroutine waits on, when it can be stopped. */
+static void stop_waiting(struct sp_req *req)
+{
+    void (*cancel)(void *) = req->cancel;
+
+    if (cancel == NULL)
+        return;
+    req->cancel = NULL;
+    cancel(req->cancel_arg);
+    if (req->pending > 0)
+        req->pending--;
+}
+
 static void req_free(struct sp_req *req)
 {
     struct sp_host *host = req->w;
 
+    stop_waiting(req);
     sp_req_release_pins(req);
     if (req->co != NULL)
         luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
@@ -419,6 +433,7 @@ void sp_req_cancel(struct sp_http_req *hr)
     access_log(req->w, req->id, req->route, req->method, req->http->path, 499, 0,
                sp_now_us() - req->start_us);
     req->http = NULL;
+    stop_waiting(req);
     if (req->pending > 0)
         req->pending -= sp_hasher_cancel(req->w->hasher, req);
     if (req->pending > 0)

@@ -75,6 +75,11 @@ struct sp_req {
     int npins;
     int pending; /* asynchronous operations in flight (the coroutine waits on one) */
     int cancelled; /* the client went away: completions are discarded until pending is 0 */
+    /* Set while the coroutine waits on an operation that can be stopped (an outbound call):
+     * called once if the request is cancelled or ends first; the operation then never
+     * completes, and it is counted off pending. */
+    void (*cancel)(void *arg);
+    void *cancel_arg;
     void (*on_done)(struct sp_req *req, int ok); /* script tests: called instead of replying */
     void *on_done_arg;
     struct sp_http_out out; /* the reply's headers */
