@@ -318,7 +318,7 @@ static int conn_writev(struct sp_http_conn *c, struct iovec *iov, int n)
 static void after_output(struct sp_http_conn *c)
 {
     if (c->closing) {
-        if (c->fd < 0) {
+        if (c->fd < 0 || c->eof) {
             conn_close(c);
             return;
         }
@@ -846,7 +846,7 @@ static void conn_process(struct sp_http_conn *c)
         }
         idle_enter(c);
     }
-    if (c->state != C_BUSY && c->in.len - c->in_off < INPUT_HOLD)
+    if (c->state != C_BUSY && !c->eof && c->in.len - c->in_off < INPUT_HOLD)
         want_read(c, 1);
 }
 
@@ -888,6 +888,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 conn_close(c); /* a request in flight is cancelled */
                 return;
             }
+            want_read(c, 0); /* nothing more will come: answer what was read, then close */
             break;
         }
         c->in.len += (size_t)n;

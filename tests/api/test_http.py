@@ -170,6 +170,23 @@ def three_pipelined_requests_are_answered_in_order():
 
 
 @test
+def pipelined_requests_before_a_half_close_are_all_answered():
+    s = server()
+    c = connect(s.port)
+    try:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /test/items/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.shutdown(socket.SHUT_WR)
+        status, _, _, rest = read_response(c)
+        eq(200, status)
+        status, _, body, rest = read_response(c, rest)
+        eq((200, {"id": 2}), (status, json.loads(body)))
+        closed_after(c, rest)
+    finally:
+        c.close()
+
+
+@test
 def head_and_http10_are_framed_right():
     s = server()
     c = connect(s.port)
