@@ -58,6 +58,7 @@ struct sp_http_conn {
     size_t in_off;
     struct sp_buf out;
     size_t out_off;
+    struct sp_buf head; /* the response head being written (reused) */
     int reading; /* rev is added */
     int writing; /* wev is added */
 
@@ -389,31 +390,33 @@ void sp_http_respond(struct sp_http_conn *c, struct sp_http_req *r, int status,
                      struct sp_http_out *out, const char *body, size_t len)
 {
     struct sp_http *h = c->h;
-    struct sp_buf head = {0};
+    struct sp_buf *head = &c->head;
     struct iovec iov[2];
     int n = 1, no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
     int keep = c->keep_alive && !h->draining && !c->closing &&
                (h->lim.keepalive_requests <= 0 || c->nreqs < h->lim.keepalive_requests);
+    int rc;
 
     SP_UNUSED(r);
-    sp_buf_reserve(&head, 256 + (out ? out->head.len : 0));
-    sp_buf_printf(&head, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, sp_http_reason(status),
+    head->len = 0;
+    sp_buf_reserve(head, 256 + (out ? out->head.len : 0));
+    sp_buf_printf(head, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, sp_http_reason(status),
                   http_date(h));
     if (out != NULL && out->head.len > 0)
-        sp_buf_add(&head, out->head.data, out->head.len);
+        sp_buf_add(head, out->head.data, out->head.len);
     if (!no_body)
-        sp_buf_printf(&head, "Content-Length: %zu\r\n", len);
+        sp_buf_printf(head, "Content-Length: %zu\r\n", len);
     if (!keep)
-        sp_buf_adds(&head, "Connection: close\r\n");
+        sp_buf_adds(head, "Connection: close\r\n");
     else if (c->req.http_minor == 0)
-        sp_buf_adds(&head, "Connection: keep-alive\r\n");
-    sp_buf_add(&head, "\r\n", 2);
+        sp_buf_adds(head, "Connection: keep-alive\r\n");
+    sp_buf_add(head, "\r\n", 2);
     if (out != NULL)
         out->head.len = 0;
     if (no_body || c->parser.method == HTTP_HEAD)
         len = 0;
-    iov[0].iov_base = head.data;
-    iov[0].iov_len = head.len;
+    iov[0].iov_base = head->data;
+    iov[0].iov_len = head->len;
     if (len > 0) {
         iov[1].iov_base = (void *)body;
         iov[1].iov_len = len;
@@ -422,13 +425,16 @@ void sp_http_respond(struct sp_http_conn *c, struct sp_http_req *r, int status,
     if (!keep)
         c->closing = 1;
     c->state = C_IDLE;
+    rc = conn_writev(c, iov, n); /* before the reset: body may be the request's own */
     reset_request(c);
-    if (conn_writev(c, iov, n) != 0) {
-        sp_buf_free(&head);
+    if (head->cap > 65536) {
+        sp_buf_free(head);
+        *head = (struct sp_buf){0};
+    }
+    if (rc != 0) {
         conn_close(c);
         return;
     }
-    sp_buf_free(&head);
     if (!c->in_process)
         conn_flush(c);
 }
@@ -983,6 +989,7 @@ static void conn_close(struct sp_http_conn *c)
         close(c->fd);
     sp_buf_free(&c->in);
     sp_buf_free(&c->out);
+    sp_buf_free(&c->head);
     sp_buf_free(&c->text);
     sp_buf_free(&c->body);
     free(c->hoff);
