@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -66,6 +68,7 @@ static const struct key_def keys[] = {
     {"scripts", "dir", K_STR, OFF(scripts_dir), "scripts", 0, 0},
     {"scripts", "plugins", K_STR, OFF(plugins_dir), "plugins", 0, 0},
     {"scripts", "instruction_limit", K_INT, OFF(instruction_limit), "10000000", 1000, LONG_MAX},
+    {"scripts", "load_instruction_limit", K_INT, OFF(load_instruction_limit), "0", 0, LONG_MAX},
     {"scripts", "memory_limit", K_SIZE, OFF(memory_limit), "256M", 1L << 20, 1L << 40},
     {"scripts", "reload", K_RELOAD, OFF(reload_watch), "manual", 0, 0},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0},
@@ -239,7 +242,13 @@ static int apply(struct sp_conf *c, const struct key_def *k, const char *v, cons
             k->offset == OFF(statement_timeout_ms) || k->offset == OFF(header_timeout_ms) ||
             k->offset == OFF(keepalive_timeout_ms))
             n *= 1000; /* written in seconds, kept in milliseconds */
-        if (k->offset == OFF(instruction_limit) || k->offset == OFF(token_lifetime_s) ||
+        if (k->offset == OFF(load_instruction_limit) && n > 0 && n < 1000) {
+            sp_err_set(err, "%s:%d: %s.%s must be 0 (as instruction_limit) or from 1000 to %ld, "
+                       "not \"%s\"", where, line, k->section, k->key, k->max, v);
+            return -1;
+        }
+        if (k->offset == OFF(instruction_limit) || k->offset == OFF(load_instruction_limit) ||
+            k->offset == OFF(token_lifetime_s) ||
             k->offset == OFF(leeway_s))
             *(long *)(base + k->offset) = n;
         else
@@ -430,6 +439,8 @@ static int finish(struct sp_conf *c, sp_err *err)
         c->jwt_secret = xstrdup(hex);
         c->jwt_secret_generated = 1;
     }
+    if (c->load_instruction_limit == 0)
+        c->load_instruction_limit = c->instruction_limit;
     if (c->hash_threads == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         c->hash_threads = cores > 0 ? (int)cores : 1;
@@ -541,15 +552,24 @@ done:
 int sp_conf_read_env_file(const char *path, sp_err *err)
 {
     FILE *f = fopen(path, "r");
-    char buf[4096];
+    char *buf = NULL;
+    size_t bufcap = 0;
+    ssize_t got;
     int lineno = 0;
 
     if (f == NULL)
         return 0;
-    while (fgets(buf, sizeof(buf), f) != NULL) {
-        char *s = trim(buf), *eq, *key, *value;
+    while ((got = getline(&buf, &bufcap, f)) > 0) {
+        char *s, *eq, *key, *value;
         size_t vl;
         lineno++;
+        if (strlen(buf) != (size_t)got) {
+            sp_err_set(err, "%s:%d: contains a NUL byte", path, lineno);
+            fclose(f);
+            free(buf);
+            return -1;
+        }
+        s = trim(buf);
         if (*s == '\0' || *s == '#')
             continue;
         if (strncmp(s, "export ", 7) == 0)
@@ -557,6 +577,7 @@ int sp_conf_read_env_file(const char *path, sp_err *err)
         if ((eq = strchr(s, '=')) == NULL) {
             sp_err_set(err, "%s:%d: expected KEY=VALUE", path, lineno);
             fclose(f);
+            free(buf);
             return -1;
         }
         *eq = '\0';
@@ -570,6 +591,7 @@ int sp_conf_read_env_file(const char *path, sp_err *err)
         setenv(key, value, 0); /* the real environment wins */
     }
     fclose(f);
+    free(buf);
     return 0;
 }
 
@@ -602,9 +624,103 @@ int sp_conf_load(const char *path, struct sp_conf **out, sp_err *err)
     if (text == NULL)
         text = xstrdup("");
     text[len] = '\0';
+    if (strlen(text) != len) { /* the rest would be silently ignored */
+        int line = 1;
+        for (const char *p = text; *p; p++)
+            line += *p == '\n';
+        sp_err_set(err, "%s:%d: contains a NUL byte", path, line);
+        free(text);
+        return -1;
+    }
     rc = sp_conf_parse(text, path, out, err);
     free(text);
     return rc;
+}
+
+/* Reads the kept secret: one line of at least 32 printable bytes. 0, or -1 with err. */
+static int read_dev_secret(int fd, const char *path, char **out, sp_err *err)
+{
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    size_t len;
+
+    if (n < 0) {
+        sp_err_set(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    buf[n] = '\0';
+    len = strcspn(buf, "\r\n");
+    buf[len] = '\0';
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] <= ' ' || buf[i] == 0x7f)
+            len = 0;
+    if (len < 32 || is_placeholder(buf)) {
+        sp_err_set(err, "%s: not a JWT secret of 32 bytes or more; delete it to have a new one "
+                        "made, or configure one (JWT_SECRET_KEY or [auth] jwt_secret)",
+                   path);
+        return -1;
+    }
+    *out = xstrdup(buf);
+    return 0;
+}
+
+int sp_conf_keep_dev_secret(struct sp_conf *c, const char *path, sp_err *err)
+{
+    char dir[512], *slash, *kept = NULL;
+    struct stat st;
+    int fd, made = 0;
+
+    if (!c->jwt_secret_generated || c->production)
+        return 0;
+    snprintf(dir, sizeof(dir), "%s", path);
+    if ((slash = strrchr(dir, '/')) != NULL) {
+        *slash = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            sp_err_set(err, "%s: %s", dir, strerror(errno));
+            return -1;
+        }
+    }
+    /* O_EXCL: of two instances starting at once, one makes it and the other reads it. */
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+        size_t len = strlen(c->jwt_secret);
+        int ok = write(fd, c->jwt_secret, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+        if (close(fd) != 0 || !ok) {
+            sp_err_set(err, "%s: cannot write the development JWT secret", path);
+            unlink(path);
+            return -1;
+        }
+        made = 1;
+    } else if (errno != EEXIST) {
+        sp_err_set(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (int tries = 0; tries < 50; tries++) { /* the maker may not have written it yet */
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+            sp_err_set(err, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        if (fstat(fd, &st) == 0 && st.st_size == 0 && !made) {
+            close(fd);
+            usleep(10000);
+            continue;
+        }
+        if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
+            fchmod(fd, 0600); /* a secret: its owner's only */
+        int rc = read_dev_secret(fd, path, &kept, err);
+        close(fd);
+        if (rc != 0)
+            return -1;
+        break;
+    }
+    if (kept == NULL) {
+        sp_err_set(err, "%s: empty", path);
+        return -1;
+    }
+    free(c->jwt_secret);
+    c->jwt_secret = kept;
+    c->jwt_secret_generated = 0;
+    return made;
 }
 
 void sp_conf_free(struct sp_conf *c)

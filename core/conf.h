@@ -59,6 +59,7 @@ struct sp_conf {
     char *scripts_dir;
     char *plugins_dir;
     long instruction_limit;
+    long load_instruction_limit; /* a generation's load; 0 in the file means instruction_limit */
     size_t memory_limit;
     int reload_watch;
 
@@ -86,6 +87,16 @@ const struct sp_conf_entry *sp_conf_find(const struct sp_conf *conf, const char 
                                          const char *key);
 /* Whether the core owns this section (its keys are checked at parse time). */
 int sp_conf_core_section(const char *section);
+
+/* Where `spacer serve` keeps the development JWT secret, relative to the working directory. */
+#define SP_DEV_SECRET_PATH "var/jwt_secret"
+
+/* In development with no secret configured (jwt_secret_generated): the secret kept in path
+ * replaces the random one, so a restart does not log everyone out and several instances on one
+ * database accept each other's tokens. The file is made once (its directory too), mode 0600,
+ * from the random secret; later calls read it. Returns 1 when it made the file, 0 when it read
+ * it or had nothing to do, -1 with err (unreadable, or not a secret of 32 bytes or more). */
+int sp_conf_keep_dev_secret(struct sp_conf *conf, const char *path, sp_err *err);
 
 /* Reads a KEY=VALUE file into the environment without overriding what is set. 0 if absent. */
 int sp_conf_read_env_file(const char *path, sp_err *err);

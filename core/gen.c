@@ -24,6 +24,9 @@ const char sp_lua_error_mt_key = 'E';
 
 #define HOOK_STEP 10000 /* instructions between two looks at the budget */
 
+static void load_hook(lua_State *L, lua_Debug *ar);
+static void load_where_set(struct sp_gen *gen, lua_State *L);
+
 /* ---- memory ---------------------------------------------------------------- */
 
 /* The allocator caps the state's memory. Growth past the cap is refused (Lua raises a memory
@@ -41,10 +44,22 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     /* Only a running script is refused: the core's own small allocations (a request's
      * table, a reply) happen outside protected calls, where a refusal would be a panic. */
-    if (nsize > osize && gen->running != NULL && gen->mem_limit &&
+    if (nsize > osize && (gen->running != NULL || gen->loading) && gen->mem_limit &&
         gen->mem_used + (nsize - osize) > gen->mem_limit) {
-        if (gen->running->limit == SP_LIMIT_NONE)
-            gen->running->limit = SP_LIMIT_MEMORY;
+        if (gen->running != NULL) {
+            if (gen->running->limit == SP_LIMIT_NONE)
+                gen->running->limit = SP_LIMIT_MEMORY;
+        } else if (gen->load_limit == SP_LIMIT_NONE) {
+            gen->load_limit = SP_LIMIT_MEMORY;
+#if LUA_VERSION_RELEASE_NUM <= 50404
+            /* Up to 5.4.4 the call stack is consistent during any allocation (a growing
+             * stack is copied to a new block, not moved in place), so it may be read here. */
+            load_where_set(gen, gen->L);
+#endif
+            /* A pcall in the script may catch the memory error: the next instruction raises
+             * again (lua_sethook may be called from anywhere, even here). */
+            lua_sethook(gen->L, load_hook, LUA_MASKCOUNT, 1);
+        }
         return NULL;
     }
     void *p = realloc(ptr, nsize);
@@ -69,14 +84,57 @@ static int gen_panic(lua_State *L)
 
 /* ---- instruction budget --------------------------------------------------------- */
 
+/* Where a script runs now: "file:line" of the innermost function loaded from a file. */
+static void load_where_set(struct sp_gen *gen, lua_State *L)
+{
+    lua_Debug ar;
+
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.source[0] == '@' && ar.currentline > 0) {
+            snprintf(gen->load_where, sizeof(gen->load_where), "%s:%d", ar.short_src,
+                     ar.currentline);
+            return;
+        }
+    }
+}
+
+/* While a generation loads there is no request: the budget and the memory cap are the
+ * generation's own. Once a limit is hit, every instruction raises, so a pcall in a script
+ * cannot swallow it, and the load fails with "file:line: script ... limit exceeded". */
+static void load_hook(lua_State *L, lua_Debug *ar)
+{
+    struct sp_gen *gen = sp_gen_of(L);
+
+    SP_UNUSED(ar);
+    if (gen == NULL || !gen->loading)
+        return;
+    if (gen->load_limit == SP_LIMIT_NONE) {
+        gen->load_instructions += HOOK_STEP;
+        if (gen->load_instructions < gen->conf->load_instruction_limit) {
+#if LUA_VERSION_RELEASE_NUM > 50404
+            load_where_set(gen, L); /* the allocator cannot look (see gen_alloc) */
+#endif
+            return;
+        }
+        gen->load_limit = SP_LIMIT_INSTRUCTIONS;
+        load_where_set(gen, L);
+        lua_sethook(L, load_hook, LUA_MASKCOUNT, 1);
+    }
+    lua_pushfstring(L, "%s: script %s limit exceeded while loading", gen->load_where,
+                    gen->load_limit == SP_LIMIT_MEMORY ? "memory" : "instruction");
+    lua_error(L);
+}
+
 static void limit_hook(lua_State *L, lua_Debug *ar)
 {
     struct sp_gen *gen = sp_gen_of(L);
     struct sp_budget *b = gen ? gen->running : NULL;
 
     SP_UNUSED(ar);
-    if (b == NULL)
+    if (b == NULL) {
+        load_hook(L, ar); /* a thread made while loading, if any */
         return;
+    }
     if (b->limit == SP_LIMIT_NONE) {
         b->instructions += HOOK_STEP;
         if (b->instructions < gen->conf->instruction_limit)
@@ -95,6 +153,23 @@ void sp_gen_arm_limits(struct sp_gen *gen, lua_State *co)
     long step = gen->conf->instruction_limit < HOOK_STEP ? gen->conf->instruction_limit : HOOK_STEP;
 
     lua_sethook(co, limit_hook, LUA_MASKCOUNT, (int)step);
+}
+
+const char *sp_lua_checktext(lua_State *L, int arg, size_t *len)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, arg, &n);
+
+    if (memchr(s, '\0', n) != NULL)
+        luaL_argerror(L, arg, "contains a NUL byte");
+    if (len != NULL)
+        *len = n;
+    return s;
+}
+
+const char *sp_lua_opttext(lua_State *L, int arg, const char *def)
+{
+    return lua_isnoneornil(L, arg) ? def : sp_lua_checktext(L, arg, NULL);
 }
 
 struct sp_req *sp_gen_req(lua_State *L)
@@ -144,8 +219,25 @@ static int l_print(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    sp_log(SP_LOG_INFO, "%s", lua_tostring(L, -1));
+    {
+        size_t len;
+        const char *text = lua_tolstring(L, -1, &len);
+        sp_log_text(SP_LOG_INFO, NULL, text, len); /* NUL bytes included */
+    }
     return 0;
+}
+
+/* setmetatable without finalizers: Lua runs __gc with hooks off, where no budget can stop a
+ * loop, and at lua_close, outside any request. [-2, +1, e] */
+static int l_setmetatable(lua_State *L)
+{
+    if (lua_istable(L, 2) && (lua_pushliteral(L, "__gc"), lua_rawget(L, 2)) != LUA_TNIL)
+        return luaL_error(L, "setmetatable: __gc metamethods are not available to scripts");
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
 }
 
 /* Copies the listed fields of the library table at the top of the stack into a new table
@@ -191,6 +283,9 @@ static int open_sandbox(lua_State *L, sp_err *err)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_print);
     lua_setfield(L, env, "print");
+    lua_getfield(L, env, "setmetatable");
+    lua_pushcclosure(L, l_setmetatable, 1);
+    lua_setfield(L, env, "setmetatable");
     lua_getglobal(L, "string");
     allow(L, env, "string", string_ok);
     lua_getglobal(L, "os");
@@ -273,7 +368,7 @@ int sp_gen_loadfile(struct sp_gen *gen, const char *path, sp_err *err)
  * <plugins>/payments/mpesa.lua. Only those two trees; text chunks only; cached. */
 static int l_require(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = sp_lua_checktext(L, 1, NULL);
     struct sp_gen *gen = sp_gen_of(L);
     char path[1024], rel[512];
     const char *root = gen->conf->scripts_dir, *mod = name;
@@ -337,7 +432,7 @@ static void caller_source(lua_State *L, char *buf, size_t cap)
 static int l_core_add_route(lua_State *L)
 {
     struct sp_gen *gen = sp_gen_of(L);
-    const char *method = luaL_checkstring(L, 1), *path = luaL_checkstring(L, 2);
+    const char *method = sp_lua_checktext(L, 1, NULL), *path = sp_lua_checktext(L, 2, NULL);
     struct sp_route *rt;
     char source[600];
     sp_err err;
@@ -356,7 +451,7 @@ static int l_core_add_route(lua_State *L)
             return luaL_error(L, "out of memory");
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, 5, i);
-            if ((rt->roles[rt->nroles] = strdup(luaL_checkstring(L, -1))) == NULL)
+            if ((rt->roles[rt->nroles] = strdup(sp_lua_checktext(L, -1, NULL))) == NULL)
                 return luaL_error(L, "out of memory");
             rt->nroles++;
             lua_pop(L, 1);
@@ -430,6 +525,30 @@ static void push_conf(lua_State *L, const struct sp_conf *conf)
     }
 }
 
+/* A protected call of load-time code: the load limits hold inside it (outside, a refused
+ * allocation would be a panic). */
+static int load_pcall(struct sp_gen *gen, int nargs, int nres, int msgh)
+{
+    int st;
+
+    gen->loading = 1;
+    st = lua_pcall(gen->L, nargs, nres, msgh);
+    gen->loading = 0;
+    return st;
+}
+
+/* A load that hit a limit: where it was stopped and which limit. */
+static void load_limit_error(struct sp_gen *gen, sp_err *err)
+{
+    const char *what = gen->load_limit == SP_LIMIT_MEMORY ? "memory" : "instruction";
+
+    if (gen->load_where[0] != '\0')
+        sp_err_set(err, "%s: script %s limit exceeded while loading", gen->load_where, what);
+    else
+        sp_err_set(err, "%s/init.lua: script %s limit exceeded while loading",
+                   gen->conf->scripts_dir, what);
+}
+
 static int run_prelude(struct sp_gen *gen, sp_err *err)
 {
     lua_State *L = gen->L;
@@ -456,8 +575,11 @@ static int run_prelude(struct sp_gen *gen, sp_err *err)
     lua_getfield(L, -1, "spacer");
     lua_remove(L, -2);
     push_conf(L, gen->conf);
-    if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
-        sp_err_set(err, "prelude: %s", lua_tostring(L, -1));
+    if (load_pcall(gen, 4, 0, 0) != LUA_OK) {
+        if (gen->load_limit != SP_LIMIT_NONE)
+            load_limit_error(gen, err);
+        else
+            sp_err_set(err, "prelude: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
         return -1;
     }
@@ -509,7 +631,11 @@ static int run_init(struct sp_gen *gen, sp_err *err)
     lua_pushcfunction(L, traceback);
     if (load_file(L, path, err) != 0)
         goto done;
-    if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
+    if (load_pcall(gen, 0, 0, -2) != LUA_OK) {
+        if (gen->load_limit != SP_LIMIT_NONE) {
+            load_limit_error(gen, err);
+            goto done;
+        }
         /* First line only: "scripts/pricing.lua:12: message". */
         const char *msg = lua_tostring(L, -1);
         const char *nl = msg ? strchr(msg, '\n') : NULL;
@@ -517,8 +643,11 @@ static int run_init(struct sp_gen *gen, sp_err *err)
         goto done;
     }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_finisher);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK || lua_isstring(L, -1)) {
-        sp_err_set(err, "%s", lua_tostring(L, -1));
+    if (load_pcall(gen, 0, 1, 0) != LUA_OK || lua_isstring(L, -1)) {
+        if (gen->load_limit != SP_LIMIT_NONE)
+            load_limit_error(gen, err);
+        else
+            sp_err_set(err, "%s", lua_tostring(L, -1));
         goto done;
     }
     rc = 0;
@@ -559,8 +688,15 @@ int sp_gen_load(const struct sp_conf *conf, int worker, const sp_gen_opener *ope
     if (open_sandbox(gen->L, err) != 0)
         goto done;
     open_spacer(gen, openers);
+    /* The budget and the cap hold for everything the scripts run while loading. */
+    lua_sethook(gen->L, load_hook, LUA_MASKCOUNT,
+                (int)(conf->load_instruction_limit < HOOK_STEP ? conf->load_instruction_limit
+                                                               : HOOK_STEP));
     if (run_prelude(gen, err) != 0 || run_init(gen, err) != 0)
         goto done;
+    lua_sethook(gen->L, NULL, 0, 0);
+    sp_log(SP_LOG_DEBUG, "generation %llu: about %ld instructions to load",
+           (unsigned long long)number, gen->load_instructions);
     if (gen->run_ref == LUA_NOREF) {
         sp_err_set(err, "prelude did not install a runner");
         goto done;

@@ -40,6 +40,10 @@ struct sp_gen {
     size_t mem_used, mem_limit;
     size_t mem_peak;
     struct sp_budget *running; /* the budget of the coroutine running now, for the limits */
+    int loading;               /* scripts' load-time code runs now: the load limits apply */
+    int load_limit;            /* enum sp_limit: what stopped the load, SP_LIMIT_NONE if nothing */
+    long load_instructions;    /* spent while loading */
+    char load_where[192];      /* "file:line" last entered while loading */
     int run_ref;               /* the prelude's request runner */
     int auth_ref;              /* scripts' resolver of token claims to a user, or LUA_NOREF */
 };
@@ -57,6 +61,12 @@ int sp_gen_loadfile(struct sp_gen *gen, const char *path, sp_err *err);
 
 /* Pushes the scripts' global table (the sandbox). */
 void sp_gen_push_env(struct sp_gen *gen);
+
+/* Like luaL_checklstring, for text that reaches C as a NUL-terminated string: a string with
+ * an embedded NUL raises "bad argument #arg to 'f' (contains a NUL byte)" instead of being
+ * cut there. len may be NULL.  [-0, +0, v] */
+const char *sp_lua_checktext(lua_State *L, int arg, size_t *len);
+const char *sp_lua_opttext(lua_State *L, int arg, const char *def);
 
 /* The request behind a coroutine (set by the request runner), or NULL. */
 struct sp_req *sp_gen_req(lua_State *L);

@@ -25,9 +25,15 @@ int sp_log_enabled(enum sp_log_level level)
 
 void sp_json_escape(char *buf, size_t cap, size_t *len, const char *s)
 {
-    size_t n = *len;
+    sp_json_escape_n(buf, cap, len, s, strlen(s));
+}
 
-    for (; *s && n + 7 < cap; s++) {
+void sp_json_escape_n(char *buf, size_t cap, size_t *len, const char *s, size_t slen)
+{
+    size_t n = *len;
+    const char *end = s + slen;
+
+    for (; s < end && n + 7 < cap; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\') {
             buf[n++] = '\\';
@@ -57,24 +63,40 @@ void sp_log_raw(const char *line, size_t len)
     }
 }
 
+static void write_line(enum sp_log_level level, const char *fields, const char *msg, size_t n);
+
 static void vlog(enum sp_log_level level, const char *fields, const char *fmt, va_list ap)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    char msg[2048], line[4096];
-    size_t len = 0;
-    struct timeval tv;
-    struct tm tm;
+    char msg[2048];
 
     if ((int)level < log_level)
         return;
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    write_line(level, fields, msg, strlen(msg));
+}
+
+void sp_log_text(enum sp_log_level level, const char *fields, const char *msg, size_t n)
+{
+    if ((int)level < log_level)
+        return;
+    write_line(level, fields, msg, n < 2047 ? n : 2047);
+}
+
+static void write_line(enum sp_log_level level, const char *fields, const char *msg, size_t n)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    char line[4096];
+    size_t len = 0;
+    struct timeval tv;
+    struct tm tm;
+
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     len = strftime(line, sizeof(line), "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
     len += (size_t)snprintf(line + len, sizeof(line) - len,
                             ".%03dZ\",\"level\":\"%s\",\"pid\":%d,\"role\":\"%s\",\"msg\":\"",
                             (int)(tv.tv_usec / 1000), names[level], (int)getpid(), log_role);
-    sp_json_escape(line, sizeof(line) - 300, &len, msg);
+    sp_json_escape_n(line, sizeof(line) - 300, &len, msg, n);
     line[len++] = '"';
     if (fields != NULL && *fields) {
         size_t fl = strlen(fields);

@@ -11,12 +11,16 @@ void sp_log(enum sp_log_level level, const char *fmt, ...) __attribute__((format
 /* A line with extra fields: fields is "\"key\":value,..." already JSON, may be NULL. */
 void sp_log_fields(enum sp_log_level level, const char *fields, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A line whose message is n bytes of text as is (NUL bytes included, written \u0000). */
+void sp_log_text(enum sp_log_level level, const char *fields, const char *msg, size_t n);
 /* Writes a raw, already formatted JSON line (the access log). */
 void sp_log_raw(const char *line, size_t len);
 int sp_log_enabled(enum sp_log_level level);
 
 /* Appends s to buf (capacity cap, current length *len) as a JSON string body, escaped. */
 void sp_json_escape(char *buf, size_t cap, size_t *len, const char *s);
+/* The same for n bytes that may hold NUL bytes. */
+void sp_json_escape_n(char *buf, size_t cap, size_t *len, const char *s, size_t n);
 
 #define sp_debug(...) sp_log(SP_LOG_DEBUG, __VA_ARGS__)
 #define sp_info(...)  sp_log(SP_LOG_INFO, __VA_ARGS__)

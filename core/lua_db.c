@@ -255,7 +255,12 @@ static int to_params(lua_State *L, int from, const char **values, struct sp_buf 
         case LUA_TNUMBER:
         case LUA_TSTRING:
             if (lua_isinteger(L, idx) || lua_type(L, idx) == LUA_TSTRING) {
-                values[i] = lua_tostring(L, idx);
+                size_t len;
+                values[i] = lua_tolstring(L, idx, &len);
+                /* libpq takes C strings: a NUL would cut the value short, silently. */
+                if (memchr(values[i], '\0', len) != NULL)
+                    return luaL_error(L, "query parameter $%d contains a NUL byte (text in "
+                                         "PostgreSQL cannot hold one)", i + 1);
             } else {
                 char num[64];
                 snprintf(num, sizeof(num), "%.17g", lua_tonumber(L, idx));
@@ -283,7 +288,7 @@ static int to_params(lua_State *L, int from, const char **values, struct sp_buf 
 static int db_send(lua_State *L, enum db_mode mode)
 {
     struct sp_req *req = need_req(L);
-    const char *sql = luaL_checkstring(L, 1);
+    const char *sql = sp_lua_checktext(L, 1, NULL);
     const char *values[MAX_PARAMS];
     struct sp_buf scratch = {0};
     int n, rc;
@@ -466,7 +471,7 @@ static int l_password_hash(lua_State *L)
 {
     struct sp_req *req = need_req(L);
     size_t len;
-    const char *pw = luaL_checklstring(L, 1, &len);
+    const char *pw = sp_lua_checktext(L, 1, &len); /* bcrypt would stop at a NUL */
     sp_err err;
 
     if (sp_hasher_hash(req->w->hasher, pw, len, req->w->conf->bcrypt_cost, hash_done, req,
@@ -482,8 +487,8 @@ static int l_password_verify(lua_State *L)
 {
     struct sp_req *req = need_req(L);
     size_t len;
-    const char *pw = luaL_checklstring(L, 1, &len);
-    const char *hash = lua_isstring(L, 2) ? lua_tostring(L, 2) : NULL;
+    const char *pw = sp_lua_checktext(L, 1, &len); /* bcrypt would stop at a NUL */
+    const char *hash = lua_isstring(L, 2) ? sp_lua_checktext(L, 2, NULL) : NULL;
     sp_err err;
 
     if (sp_hasher_verify(req->w->hasher, pw, len, hash, hash_done, req, &err) != 0)
@@ -497,7 +502,7 @@ static int l_jwt_issue(lua_State *L)
 {
     struct sp_gen *gen = sp_gen_of(L);
     lua_Integer sub = luaL_checkinteger(L, 1);
-    const char *role = luaL_checkstring(L, 2);
+    const char *role = sp_lua_checktext(L, 2, NULL);
     const struct sp_conf *c = gen->conf;
     struct sp_jwt_conf jc = {(const unsigned char *)c->jwt_secret, strlen(c->jwt_secret),
                              c->token_lifetime_s, c->leeway_s};

@@ -116,7 +116,8 @@ void sp_lua_open_json(lua_State *L)
 static int log_at(lua_State *L, enum sp_log_level level)
 {
     struct sp_req *req = sp_gen_req(L);
-    const char *msg = luaL_checkstring(L, 1);
+    size_t len;
+    const char *msg = luaL_checklstring(L, 1, &len);
     lua_Debug ar;
     char fields[512];
     size_t n = 0;
@@ -130,7 +131,7 @@ static int log_at(lua_State *L, enum sp_log_level level)
     if (req != NULL && n < sizeof(fields) - 100)
         snprintf(fields + n, sizeof(fields) - n, "%s\"request_id\":\"%s\"", n ? "," : "",
                  req->id);
-    sp_log_fields(level, fields, "%s", msg);
+    sp_log_text(level, fields, msg, len); /* a NUL is written as \u0000, not a cut */
     return 0;
 }
 
@@ -296,10 +297,18 @@ int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err
 /* spacer.time.parse(s, tz) -> epoch | nil, err */
 static int l_time_parse(lua_State *L)
 {
-    const char *s = luaL_checkstring(L, 1), *tz = luaL_optstring(L, 2, "UTC");
+    size_t slen, tzlen = 3;
+    const char *s = luaL_checklstring(L, 1, &slen), *tz = "UTC";
     int64_t t;
     sp_err err;
 
+    if (!lua_isnoneornil(L, 2))
+        tz = luaL_checklstring(L, 2, &tzlen);
+    if (memchr(s, '\0', slen) != NULL || memchr(tz, '\0', tzlen) != NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, "contains a NUL byte");
+        return 2;
+    }
     if (sp_time_parse(s, tz, &t, &err) != 0) {
         lua_pushnil(L);
         lua_pushstring(L, err.msg);
@@ -315,7 +324,7 @@ static int l_time_format(lua_State *L)
     char buf[64];
     sp_err err;
 
-    if (sp_time_format((int64_t)luaL_checkinteger(L, 1), luaL_optstring(L, 2, "UTC"), buf,
+    if (sp_time_format((int64_t)luaL_checkinteger(L, 1), sp_lua_opttext(L, 2, "UTC"), buf,
                        sizeof(buf), &err) != 0)
         return luaL_error(L, "%s", err.msg);
     lua_pushstring(L, buf);
@@ -329,7 +338,7 @@ static int l_time_fields(lua_State *L)
     struct tm tm;
     sp_err err;
 
-    if (use_zone(luaL_optstring(L, 2, "UTC"), &err) != 0)
+    if (use_zone(sp_lua_opttext(L, 2, "UTC"), &err) != 0)
         return luaL_error(L, "%s", err.msg);
     localtime_r(&t, &tm);
     lua_createtable(L, 0, 8);
@@ -362,7 +371,10 @@ static int l_time_valid_zone(lua_State *L)
 {
     sp_err err;
 
-    lua_pushboolean(L, use_zone(luaL_checkstring(L, 1), &err) == 0);
+    size_t len;
+    const char *tz = luaL_checklstring(L, 1, &len);
+
+    lua_pushboolean(L, memchr(tz, '\0', len) == NULL && use_zone(tz, &err) == 0);
     return 1;
 }
 

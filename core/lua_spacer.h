@@ -22,7 +22,6 @@ extern void (*const sp_lua_openers[])(lua_State *L);
 int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err);
 int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err);
 
-
 /* Raises a spacer.error with status, code and message from C.  [-0, +0, v] */
 int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message);
 

@@ -197,7 +197,15 @@ int main(int argc, char **argv)
         return 1;
 
     if (strcmp(cmd, "serve") == 0) {
-        rc = sp_master_run(conf);
+        int made = sp_conf_keep_dev_secret(conf, SP_DEV_SECRET_PATH, &err);
+        if (made < 0) {
+            fprintf(stderr, "spacer: %s\n", err.msg);
+        } else {
+            if (!conf->production && made)
+                sp_log(SP_LOG_WARN, "no JWT secret configured: made a development one in %s; "
+                       "instances started here share it", SP_DEV_SECRET_PATH);
+            rc = sp_master_run(conf);
+        }
     } else if (strcmp(cmd, "reload") == 0) {
         rc = cmd_reload(conf);
     } else if (strcmp(cmd, "check") == 0) {

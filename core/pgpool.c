@@ -20,6 +20,7 @@
 #define PG_BACKOFF_MIN_MS 100  /* first wait after a failed connect, and after a loss */
 #define PG_BACKOFF_MAX_MS 5000 /* doubling stops here */
 #define PG_GUARD_SLACK_MS 500  /* the client guard gives the server's statement_timeout the lead */
+#define PG_DOWN_WAIT_MS   500  /* while no connection is up, the longest a request waits for one */
 #define PG_STMT_MAX       256  /* prepared statements per connection; beyond, run unnamed */
 #define PG_PARAMS_MAX     65535
 #define PG_APP_NAME       "spacer"
@@ -103,6 +104,8 @@ struct sp_pool {
     struct event *wait_timer; /* fails waiting requests once the database is down too long */
     uint64_t down_since_us;   /* since when no connection is up; 0 while one is */
     uint64_t kicked_us;       /* last connect started early for a waiting request */
+    uint64_t connect_us;      /* when the latest connect attempt started */
+    int unreachable;          /* the latest connect failed and none is up: fail fast */
     int closing;
     char last_error[256]; /* "database unavailable: ...", the answer while down */
 };
@@ -116,6 +119,8 @@ static int pool_params(struct sp_pool *pool, const char *conninfo, sp_err *err);
 static void pool_kick(struct sp_pool *pool);
 static void pool_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void pool_wait_cb(evutil_socket_t fd, short what, void *arg);
+static void pool_counts(const struct sp_pool *pool, int *up, int *connecting);
+static uint64_t pool_deadline(const struct sp_pool *pool, const struct pgreq *req, int connecting);
 static void conn_connect(struct sp_pgconn *c);
 static void conn_connect_step(struct sp_pgconn *c);
 static void conn_connect_failed(struct sp_pgconn *c, const char *why);
@@ -194,7 +199,9 @@ struct sp_pool *sp_pool_new(struct event_base *base, const struct sp_pool_conf *
             goto oom;
     }
     snprintf(pool->last_error, sizeof(pool->last_error),
-             "database unavailable: no connection within %d ms", conf->connect_timeout_ms);
+             "database unavailable: no connection within %d ms",
+             conf->connect_timeout_ms < PG_DOWN_WAIT_MS ? conf->connect_timeout_ms
+                                                        : PG_DOWN_WAIT_MS);
     pool->down_since_us = sp_now_us();
     for (i = 0; i < conf->size; i++)
         conn_connect(&pool->conns[i]); /* failures retry from the loop */
@@ -445,17 +452,43 @@ static int pool_count_free(const struct sp_pool *pool)
     return n;
 }
 
-/* While no connection is up, waiting requests get connect_timeout_ms (from their arrival or
- * from the loss, whichever is later), and one connect may skip its backoff for them. */
+static void pool_counts(const struct sp_pool *pool, int *up, int *connecting)
+{
+    *up = *connecting = 0;
+    for (int i = 0; i < pool->conf.size; i++) {
+        *up += pool->conns[i].state == CONN_READY || pool->conns[i].state == CONN_BUSY;
+        *connecting += pool->conns[i].state == CONN_CONNECTING;
+    }
+}
+
+/* While no connection is up: when req stops waiting for one. At most PG_DOWN_WAIT_MS (or
+ * connect_timeout_ms if shorter) from its arrival. While the database is known unreachable
+ * (the latest connect failed): at once, unless a connect in progress started less than that
+ * ago (the database may be back). A connect that hangs (a blackholed address) never holds a
+ * request longer: it goes on in the background. */
+static uint64_t pool_deadline(const struct sp_pool *pool, const struct pgreq *req, int connecting)
+{
+    uint64_t wait_us = (uint64_t)(pool->conf.connect_timeout_ms < PG_DOWN_WAIT_MS
+                                      ? pool->conf.connect_timeout_ms
+                                      : PG_DOWN_WAIT_MS) *
+                       1000u;
+
+    if (pool->unreachable && connecting == 0)
+        return 0;
+    if (pool->unreachable && pool->connect_us < req->queued_us)
+        return pool->connect_us + wait_us; /* FIFO order holds: the same for all after it */
+    return req->queued_us + wait_us;
+}
+
+/* While no connection is up, waiting requests get a short wait (pool_deadline()), and one
+ * connect may skip its backoff for them, at most every PG_BACKOFF_MIN_MS: the first request
+ * after the database returns finds it. */
 static void pool_watch_down(struct sp_pool *pool)
 {
     uint64_t now = sp_now_us(), deadline;
-    int i, up = 0, connecting = 0;
+    int i, up, connecting;
 
-    for (i = 0; i < pool->conf.size; i++) {
-        up += pool->conns[i].state == CONN_READY || pool->conns[i].state == CONN_BUSY;
-        connecting += pool->conns[i].state == CONN_CONNECTING;
-    }
+    pool_counts(pool, &up, &connecting);
     if (up > 0) {
         pool->down_since_us = 0;
         evtimer_del(pool->wait_timer);
@@ -474,15 +507,13 @@ static void pool_watch_down(struct sp_pool *pool)
             if (c->state == CONN_DOWN && !c->pinned) {
                 pool->kicked_us = now;
                 evtimer_del(c->timer);
-                conn_connect(c);
+                conn_connect(c); /* may fail at once: a refused or absent socket */
+                connecting += c->state == CONN_CONNECTING;
                 break;
             }
         }
     }
-    deadline = pool->waiting.head->queued_us;
-    if (deadline < pool->down_since_us)
-        deadline = pool->down_since_us;
-    deadline += (uint64_t)pool->conf.connect_timeout_ms * 1000u;
+    deadline = pool_deadline(pool, pool->waiting.head, connecting);
     struct timeval tv = ms_tv(deadline > now ? (deadline - now + 999) / 1000 : 0);
     evtimer_add(pool->wait_timer, &tv);
 }
@@ -490,16 +521,14 @@ static void pool_watch_down(struct sp_pool *pool)
 static void pool_wait_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sp_pool *pool = arg;
-    uint64_t timeout_us = (uint64_t)pool->conf.connect_timeout_ms * 1000u;
     struct pgreq *req;
+    int up, connecting;
 
     (void)fd;
     (void)what;
-    while ((req = pool->waiting.head) != NULL && pool->down_since_us != 0) {
-        uint64_t since =
-            req->queued_us > pool->down_since_us ? req->queued_us : pool->down_since_us;
-
-        if (sp_now_us() < since + timeout_us)
+    pool_counts(pool, &up, &connecting);
+    while (up == 0 && (req = pool->waiting.head) != NULL) {
+        if (sp_now_us() < pool_deadline(pool, req, connecting))
             break; /* FIFO: the rest came later */
         req_fail(q_pop(&pool->waiting), SP_PG_UNAVAILABLE, pool->last_error);
     }
@@ -597,6 +626,7 @@ static void conn_connect(struct sp_pgconn *c)
     }
     PQsetNoticeProcessor(c->pg, pg_notice_ignore, NULL);
     c->state = CONN_CONNECTING;
+    pool->connect_us = sp_now_us();
     conn_arm(c, pool->conf.connect_timeout_ms);
     /* as if PQconnectPoll() had said PGRES_POLLING_WRITING */
     if (PQstatus(c->pg) == CONNECTION_BAD || conn_watch(c, EV_WRITE) != 0)
@@ -629,8 +659,13 @@ static void conn_connect_failed(struct sp_pgconn *c, const char *why)
 {
     struct sp_pool *pool = c->pool;
 
+    int up, connecting;
+
     pg_line(pool->last_error, sizeof(pool->last_error), "database unavailable: ", why);
     conn_close(c);
+    pool_counts(pool, &up, &connecting);
+    if (up == 0)
+        pool->unreachable = 1; /* requests fail at once now (pool_deadline()) */
     c->backoff_ms = c->backoff_ms == 0 ? PG_BACKOFF_MIN_MS : c->backoff_ms * 2;
     if (c->backoff_ms > PG_BACKOFF_MAX_MS)
         c->backoff_ms = PG_BACKOFF_MAX_MS;
@@ -646,6 +681,7 @@ static void conn_ready(struct sp_pgconn *c)
     }
     c->state = CONN_READY;
     c->backoff_ms = 0;
+    c->pool->unreachable = 0;
     for (int i = 0; i < c->pool->conf.size; i++) {
         struct sp_pgconn *d = &c->pool->conns[i];
 
@@ -655,7 +691,9 @@ static void conn_ready(struct sp_pgconn *c)
         }
     }
     snprintf(c->pool->last_error, sizeof(c->pool->last_error),
-             "database unavailable: no connection within %d ms", c->pool->conf.connect_timeout_ms);
+             "database unavailable: no connection within %d ms",
+             c->pool->conf.connect_timeout_ms < PG_DOWN_WAIT_MS ? c->pool->conf.connect_timeout_ms
+                                                                : PG_DOWN_WAIT_MS);
 }
 
 /* Moves a connection along between statements: its pinned work, its return, a rollback, or the

@@ -15,7 +15,7 @@ struct sp_pool_conf {
     const char *conninfo;   /* libpq connection string or URI */
     int size;               /* connections kept open (>= 1) */
     int queue_max;          /* requests that may wait for a connection; beyond: SP_PG_BUSY */
-    int connect_timeout_ms; /* a connect, and a wait for one while the database is down */
+    int connect_timeout_ms; /* one connect attempt (it goes on in the background) */
     int query_timeout_ms;   /* per statement (0: none): the server's statement_timeout (an
                              * SP_PG_ERROR 57014), and 500 ms later a client guard that closes
                              * the connection (SP_PG_UNAVAILABLE "query timed out") */
@@ -48,7 +48,11 @@ typedef void (*sp_pg_conn_cb)(void *arg, struct sp_pgconn *conn, const struct sp
  * conninfo is parsed here (a malformed one fails here); the pool adds
  * fallback_application_name=spacer. libpq resolves a host name with getaddrinfo(), which blocks:
  * give an address (hostaddr) or a socket directory. Lost connections reconnect by themselves
- * after 100 ms, failed connects after 100 ms doubling up to 5 s. */
+ * after 100 ms, failed connects after 100 ms doubling up to 5 s; while requests wait and no
+ * connection is up, one connect skips its backoff (at most every 100 ms).
+ * While no connection is up a request waits 500 ms at most (connect_timeout_ms if shorter);
+ * while the database is known unreachable (the latest connect failed) it is answered
+ * SP_PG_UNAVAILABLE at once, unless a connect started less than that ago may still succeed. */
 struct sp_pool *sp_pool_new(struct event_base *base, const struct sp_pool_conf *conf, sp_err *err);
 /* NULL is fine. Callbacks still owed run synchronously in here, with SP_PG_UNAVAILABLE "database
  * pool closed" (or the SP_PG_BUSY already decided); pool calls made from them return -1. Pinned
@@ -61,8 +65,9 @@ void sp_pool_free(struct sp_pool *pool);
  * Returns 0 when cb will run, once, from the loop, with one of:
  *   SP_PG_OK, SP_PG_ERROR;
  *   SP_PG_BUSY when queue_max requests already wait for a connection;
- *   SP_PG_UNAVAILABLE when no connection was up for connect_timeout_ms ("database unavailable:
- *   <libpq's reason>"), the connection was lost mid-statement or the client guard fired.
+ *   SP_PG_UNAVAILABLE when no connection is up ("database unavailable: <libpq's reason>", at
+ *   once or after the short wait above), the connection was lost mid-statement or the client
+ *   guard fired.
  * Returns -1, and cb will not run, only for misuse (sql or cb NULL, nparams outside 0..65535,
  * values NULL with nparams > 0), a pool being freed, or out of memory. */
 int sp_pool_query(struct sp_pool *pool, const char *sql, int nparams, const char *const *values,

@@ -96,6 +96,30 @@ static void send_error(struct sp_req *req, int status, const char *code, const c
 
 /* ---- the end of a handler --------------------------------------------------------- */
 
+/* Whether a Lua table of headers can be sent as it is: a name or value with a NUL byte would
+ * be cut short (headers are C strings below), so it is refused; names the first bad one. */
+static int lua_headers_ok(lua_State *co, int idx, char *bad, size_t cap)
+{
+    int ok = 1;
+
+    if (!lua_istable(co, idx))
+        return 1;
+    lua_pushnil(co);
+    while (ok && lua_next(co, idx) != 0) {
+        size_t nlen, vlen;
+        if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
+            const char *name = lua_tolstring(co, -2, &nlen), *value = lua_tolstring(co, -1, &vlen);
+            if (memchr(name, '\0', nlen) != NULL || memchr(value, '\0', vlen) != NULL) {
+                snprintf(bad, cap, "%s", name);
+                ok = 0;
+                lua_pop(co, 1);
+            }
+        }
+        lua_pop(co, 1);
+    }
+    return ok;
+}
+
 /* Copies a Lua table of headers (name -> string) to the response. */
 static void add_lua_headers(struct sp_req *req, lua_State *co, int idx)
 {
@@ -139,8 +163,16 @@ static void reply_results(struct sp_req *req, int nres)
         return;
     }
     status = (int)lua_tointeger(co, 1);
-    if (nres >= 3)
+    if (nres >= 3) {
+        char bad[128];
+        if (!lua_headers_ok(co, 3, bad, sizeof(bad))) {
+            sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: response header %s contains a NUL byte",
+                          req->id, req->route->source, bad);
+            send_error(req, 500, "script_error", "internal error");
+            return;
+        }
         add_lua_headers(req, co, 3);
+    }
     if (nres < 2 || lua_isnil(co, 2)) {
         send_body(req, status, NULL, NULL, 0);
         return;
@@ -177,6 +209,15 @@ static void reply_http_error(struct sp_req *req)
     if (status < 400 || status > 599)
         status = 500;
     lua_getfield(co, e, "headers");
+    {
+        char bad[128];
+        if (!lua_headers_ok(co, lua_gettop(co), bad, sizeof(bad))) {
+            sp_log_fields(SP_LOG_ERROR, NULL, "%s: error header %s contains a NUL byte", req->id,
+                          bad);
+            send_error(req, 500, "script_error", "internal error");
+            return;
+        }
+    }
     add_lua_headers(req, co, lua_gettop(co));
     lua_settop(co, e);
 
@@ -249,13 +290,18 @@ static void reply_failure(struct sp_req *req)
             reply_http_error(req);
         return;
     }
-    msg = luaL_tolstring(co, -1, NULL);
-    luaL_traceback(co, co, msg, 0);
+    lua_pushliteral(co, "script error: ");
+    luaL_tolstring(co, -2, NULL); /* the whole message, NUL bytes included */
+    lua_pushliteral(co, "\n");
+    luaL_traceback(co, co, NULL, 0);
+    lua_concat(co, 4);
     {
         char fields[200];
+        size_t len;
         snprintf(fields, sizeof(fields), "\"request_id\":\"%s\",\"route\":\"%s\"", req->id,
                  where);
-        sp_log_fields(SP_LOG_ERROR, fields, "script error: %s", lua_tostring(co, -1));
+        msg = lua_tolstring(co, -1, &len);
+        sp_log_text(SP_LOG_ERROR, fields, msg, len);
     }
     metrics_script_error();
     if (req->conn != NULL)
@@ -492,13 +538,45 @@ static void preflight(struct sp_req *req, const char *path)
     send_body(req, 204, NULL, NULL, 0);
 }
 
+/* Sets the query string's parameters (decoded, with their lengths: a %00 stays a NUL byte for
+ * the validator to refuse, never a cut) on the table at the top of co. As
+ * evhttp_parse_query_str: "+" is a space; a part without "=" or a name makes it all void. */
+static void push_query(lua_State *co, const char *query)
+{
+    char *copy, *save = NULL, *part;
+
+    if (query == NULL || *query == '\0')
+        return;
+    for (const char *p = query; p != NULL; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        size_t n = strcspn(p, "&");
+        const char *eq = memchr(p, '=', n);
+        if (n > 0 && (eq == NULL || eq == p))
+            return;
+    }
+    if ((copy = strdup(query)) == NULL)
+        return;
+    for (part = strtok_r(copy, "&", &save); part; part = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(part, '='), *k, *v;
+        size_t klen, vlen;
+        *eq = '\0';
+        k = evhttp_uridecode(part, 1, &klen);
+        v = evhttp_uridecode(eq + 1, 1, &vlen);
+        if (k != NULL && v != NULL) {
+            lua_pushlstring(co, k, klen);
+            lua_pushlstring(co, v, vlen);
+            lua_rawset(co, -3);
+        }
+        free(k);
+        free(v);
+    }
+    free(copy);
+}
+
 /* Pushes the Lua request table. */
 static void push_request(struct sp_req *req, lua_State *co, const struct sp_match *m,
                          const char *method, const char *path, const char *query)
 {
     const struct sp_http_req *hr = req->http;
-    struct evkeyvalq q;
-    struct evkeyval *kv;
     char peer_buf[64] = "";
     const char *peer = NULL;
 
@@ -525,15 +603,7 @@ static void push_request(struct sp_req *req, lua_State *co, const struct sp_matc
     lua_setfield(co, -2, "params");
 
     lua_newtable(co);
-    TAILQ_INIT(&q);
-    if (query != NULL && evhttp_parse_query_str(query, &q) == 0) {
-        TAILQ_FOREACH(kv, &q, next)
-        {
-            lua_pushstring(co, kv->value);
-            lua_setfield(co, -2, kv->key);
-        }
-    }
-    evhttp_clear_headers(&q);
+    push_query(co, query);
     lua_setfield(co, -2, "query");
 
     lua_createtable(co, 0, hr->nheaders);

@@ -29,6 +29,8 @@
 --               ("currency"); when absent or not a code, opts.currency, else KES
 --   check       function(value) -> nil | message, run on the cleaned value
 --
+-- Text (string, email, datetime, and array items of those types) never contains a NUL
+-- character: PostgreSQL text cannot hold one, so it is refused, never stored cut short.
 -- Numbers may come as numeric strings ("12", "500.00"): web forms send them. A blank string
 -- in a non-string field counts as missing. JSON null in a field that is not nullable is
 -- missing too, except that a required field may not be nulled ("must not be null" in a
@@ -225,6 +227,9 @@ function TYPES.string(value, rule)
   end
   if not utf8.len(value) then
     return nil, "must be valid UTF-8"
+  end
+  if value:find("\0", 1, true) then
+    return nil, "must not contain a NUL character" -- PostgreSQL text cannot hold one
   end
   if rule.trim ~= false then
     value = trim(value)

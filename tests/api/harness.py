@@ -56,8 +56,9 @@ class Response:
 class Server:
     """A spacer server with its own copy of scripts/ (so tests may add routes or edit rules)."""
 
-    def __init__(self, workers=2, env=None, extra_routes=None, conf=None):
+    def __init__(self, workers=2, env=None, extra_routes=None, conf=None, cwd=None):
         self.port = free_port()
+        self.cwd = cwd or ROOT  # the working directory: .env and var/ are read there
         self.dir = tempfile.mkdtemp(prefix="spacer-api-")
         self.scripts = os.path.join(self.dir, "scripts")
         shutil.copytree(os.path.join(ROOT, "scripts"), self.scripts)
@@ -89,7 +90,7 @@ class Server:
             args += ["-c", path]
         args.append("serve")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=self.log,
+        self.proc = subprocess.Popen(args, cwd=self.cwd, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         if wait:
             self.wait_ready()
@@ -102,11 +103,41 @@ class Server:
                 raise AssertionError("server exited with %s:\n%s" % (self.proc.returncode, self.logs()))
             try:
                 if self.request("GET", "/healthz", timeout=1).status == 200:
+                    self.wait_all_workers(deadline)
                     return
             except OSError:
                 pass
             time.sleep(0.05)
         raise AssertionError("server did not become ready:\n" + self.logs())
+
+    def wait_all_workers(self, deadline):
+        """Until every worker has answered a /healthz (seen in the access log): a test that
+        edits the scripts right after start must not race a worker still loading them."""
+        want = int(self.env.get("SPACER_SERVER_WORKERS", "1"))
+        if self.env.get("SPACER_HTTP_ACCESS_LOG", "on").lower() in ("off", "no", "false", "0"):
+            return
+        while time.time() < deadline:
+            seen = set()
+            for line in self.logs_all().splitlines():
+                if line.startswith('{"type":"access"') and '"path":"/healthz"' in line:
+                    try:
+                        seen.add(json.loads(line)["worker"])
+                    except (ValueError, KeyError):
+                        pass
+            if len(seen) >= want:
+                return
+            try:
+                self.request("GET", "/healthz", timeout=1)
+            except OSError:
+                pass
+            time.sleep(0.02)
+
+    def logs_all(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def logs(self):
         try:

@@ -131,3 +131,125 @@ def database_outage_gives_503_then_recovers_without_restart():
     finally:
         s.close()
         devdb("destroy", pg)
+
+
+class Load:
+    """Threads asking path over and over on fresh connections; keeps (sent, answered, status)."""
+
+    def __init__(self, s, path, threads=6):
+        self.s = s
+        self.path = path
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.log = []
+        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
+
+    def run(self):
+        deadline = time.time() + 60  # bounded, whatever happens
+        while not self.stop.is_set() and time.time() < deadline:
+            t0 = time.time()
+            try:
+                r = self.s.get(self.path, timeout=10)
+                status = r.status
+                if status == 503 and (not r.header("retry-after") or
+                                      (r.json or {}).get("code") != "db_unavailable"):
+                    status = "503 without Retry-After or db_unavailable: %r" % r
+            except Exception as e:
+                status = repr(e)
+            with self.lock:
+                self.log.append((t0, time.time(), status))
+            time.sleep(0.02)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def between(self, start, end):
+        with self.lock:
+            return [x for x in self.log if start <= x[0] < end]
+
+
+def timed_get(s, path):
+    t0 = time.time()
+    r = s.get(path, timeout=10)
+    return r, time.time() - t0
+
+
+@test
+def database_stopped_under_load_every_request_answered_at_once():
+    work = tempfile.mkdtemp(prefix="spacer-outage-")
+    os.chmod(work, 0o755)
+    pg = os.path.join(work, "pg")
+    port = free_port()
+    eq(0, devdb("init", pg, str(port), "--fast").returncode)
+    eq(0, devdb("start", pg, str(port)).returncode)
+    url = devdb("url", pg, str(port)).stdout.strip()
+    # The shipped connect_timeout (5 s): no request may wait for it.
+    s = Server(workers=2, extra_routes=ROUTES, env={"DATABASE_URL": url,
+                                                    "SPACER_DATABASE_CONNECT_TIMEOUT": "5"})
+    try:
+        s.start()
+        eq(200, s.get("/test/q?n=1").status)
+        with Load(s, "/test/q?n=7") as load:
+            time.sleep(0.5)
+            eq(0, devdb("stop", pg).returncode)
+            stopped = time.time()
+            readyz = []
+            for _ in range(5):
+                r, took = timed_get(s, "/readyz")
+                readyz.append((r.status, took))
+                time.sleep(0.2)
+            time.sleep(0.5)
+            eq(0, devdb("start", pg, str(port)).returncode)
+            started = time.time()
+            time.sleep(2.0)
+            ready_again, _ = timed_get(s, "/readyz")
+        check(all(st == 503 and took < 1.5 for st, took in readyz),
+              "/readyz while the database is stopped: %r" % readyz)
+        down = load.between(stopped, started - 0.3)
+        check(len(down) >= 10, "too few requests while down: %d" % len(down))
+        slow = [(round(b - a, 2), st) for a, b, st in down if b - a >= 1.5 or st != 503]
+        eq([], slow, "requests while the database was stopped (seconds, status)")
+        up = load.between(started, started + 2.0)
+        oks = [a for a, b, st in up if st == 200]
+        check(oks, "no request served after the database returned: %r" % up[:20])
+        check(oks[0] - started < 1.5, "first 200 %.2fs after the return" % (oks[0] - started))
+        late = [(round(a - started, 2), st) for a, b, st in up if a >= started + 1.5 and st != 200]
+        eq([], late, "requests more than 1.5 s after the return that failed")
+        eq(200, ready_again.status, "/readyz after the return")
+    finally:
+        s.close()
+        devdb("destroy", pg)
+
+
+@test
+def readyz_answers_within_a_second_while_a_connect_hangs():
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # never accepts: a connect attempt hangs, as to a blackholed address
+    url = "host=127.0.0.1 port=%d dbname=nowhere user=nobody sslmode=disable" % \
+        silent.getsockname()[1]
+    s = Server(workers=1, extra_routes=ROUTES, env={"DATABASE_URL": url,
+                                                    "SPACER_DATABASE_CONNECT_TIMEOUT": "3"})
+    try:
+        s.start()
+        seen = []
+        end = time.time() + 5  # across the first attempt's 3 s and the retries after it
+        while time.time() < end:
+            r, took = timed_get(s, "/readyz")
+            seen.append((r.status, round(took, 2)))
+            q, took_q = timed_get(s, "/test/q?n=1")
+            error_body(q, 503, "db_unavailable")
+            seen.append((q.status, round(took_q, 2)))
+        check(all(st == 503 and took < 1.5 for st, took in seen), "answers: %r" % seen)
+        eq(200, s.get("/healthz").status)
+    finally:
+        s.close()
+        silent.close()

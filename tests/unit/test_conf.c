@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -161,6 +162,7 @@ static void test_defaults(void **state)
     assert_string_equal(c->scripts_dir, "scripts");
     assert_string_equal(c->plugins_dir, "plugins");
     assert_int_equal(c->instruction_limit, 10000000);
+    assert_int_equal(c->load_instruction_limit, 10000000); /* 0: as instruction_limit */
     assert_int_equal(c->memory_limit, 256UL * 1024 * 1024);
     assert_int_equal(c->reload_watch, 0);
     assert_int_equal(c->log_level, 1); /* info */
@@ -248,6 +250,7 @@ static void test_good_file(void **state)
     assert_string_equal(c->scripts_dir, "app/scripts");
     assert_string_equal(c->plugins_dir, "app/plugins");
     assert_int_equal(c->instruction_limit, 5000);
+    assert_int_equal(c->load_instruction_limit, 5000);
     assert_int_equal(c->memory_limit, 64UL * 1024 * 1024);
     assert_int_equal(c->reload_watch, 1);
     assert_int_equal(c->log_level, 0);
@@ -292,10 +295,12 @@ static void test_values_of_each_type(void **state)
     sp_conf_free(c);
 
     c = parse_ok("[http]\nmax_body_size = 512kb\nmax_header_size = 2048\n"
-                 "[scripts]\nmemory_limit = 1G\n");
+                 "[scripts]\nmemory_limit = 1G\nload_instruction_limit = 50000000\n");
     assert_int_equal(c->max_body, 512 * 1024);
     assert_int_equal(c->max_header, 2048);
     assert_int_equal(c->memory_limit, 1024UL * 1024 * 1024);
+    assert_int_equal(c->load_instruction_limit, 50000000);
+    assert_int_equal(c->instruction_limit, 10000000);
     sp_conf_free(c);
 
     /* on/off and friends, any case */
@@ -611,6 +616,24 @@ static void test_load(void **state)
     assert_null(c);
     assert_string_equal(err.msg, "missing.conf: No such file or directory");
 
+    /* a NUL byte would end the text early: what follows it would be silently ignored */
+    f = fopen("nul.conf", "w");
+    assert_non_null(f);
+    fwrite("[server]\nport = 7002\n[auth]\njwt_secret = ab\0cd\n", 1, 47, f);
+    fclose(f);
+    assert_int_equal(sp_conf_load("nul.conf", &c, &err), -1);
+    assert_null(c);
+    assert_string_equal(err.msg, "nul.conf:4: contains a NUL byte");
+    f = fopen("nul.env", "w");
+    assert_non_null(f);
+    fwrite("SP_T_NUL_A=1\nSP_T_NUL_B=x\0y\n", 1, 28, f);
+    fclose(f);
+    assert_int_equal(sp_conf_read_env_file("nul.env", &err), -1);
+    assert_string_equal(err.msg, "nul.env:2: contains a NUL byte");
+    assert_null(getenv("SP_T_NUL_B"));
+    unlink("nul.conf");
+    unlink("nul.env");
+
     unlink("bad.conf");
     unlink("spacer.conf");
     unlink(".env");
@@ -667,6 +690,10 @@ static void test_bad_values(void **state)
     parse_fails("[auth]\nbcrypt_cost = 3\n", NAME ":2: auth.bcrypt_cost", 0);
     parse_fails("[auth]\ntoken_lifetime = 59\n", NAME ":2: auth.token_lifetime", 0);
     parse_fails("[scripts]\ninstruction_limit = 999\n", NAME ":2: scripts.instruction_limit", 0);
+    parse_fails("[scripts]\nload_instruction_limit = 999\n",
+                NAME ":2: scripts.load_instruction_limit must be 0 (as instruction_limit) or from "
+                     "1000",
+                0);
     parse_fails("[server]\nshutdown_timeout = 3601\n", NAME ":2: server.shutdown_timeout", 0);
 }
 
@@ -809,6 +836,54 @@ static void test_development_generates_secret(void **state)
     sp_conf_free(a);
 }
 
+static void test_development_secret_is_kept(void **state)
+{
+    SP_UNUSED(state);
+    char dir[] = "/tmp/spacer-conf-XXXXXX", path[256], first[128];
+    struct sp_conf *a, *b;
+    struct stat st;
+    sp_err err = {{0}};
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/var/jwt_secret", dir); /* var/ does not exist yet */
+    a = parse_ok("");
+    snprintf(first, sizeof(first), "%s", a->jwt_secret);
+    assert_int_equal(sp_conf_keep_dev_secret(a, path, &err), 1); /* made */
+    assert_string_equal(a->jwt_secret, first);
+    assert_int_equal(a->jwt_secret_generated, 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    /* the next start (another random secret at first) reads the kept one */
+    b = parse_ok("");
+    assert_string_not_equal(b->jwt_secret, first);
+    assert_int_equal(sp_conf_keep_dev_secret(b, path, &err), 0);
+    assert_string_equal(b->jwt_secret, first);
+    sp_conf_free(b);
+
+    /* a configured secret leaves the file alone, and so does production */
+    b = parse_ok("[auth]\njwt_secret = dev\n");
+    assert_int_equal(sp_conf_keep_dev_secret(b, path, &err), 0);
+    assert_string_equal(b->jwt_secret, "dev");
+    sp_conf_free(b);
+
+    /* a file that holds no real secret is an error, not a weak key */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("short\n", f);
+    fclose(f);
+    b = parse_ok("");
+    assert_int_equal(sp_conf_keep_dev_secret(b, path, &err), -1);
+    assert_non_null(strstr(err.msg, "not a JWT secret of 32 bytes or more"));
+    sp_conf_free(b);
+    sp_conf_free(a);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/var", dir);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -827,6 +902,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_application_sections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_production_secret_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_development_generates_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_development_secret_is_kept, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);

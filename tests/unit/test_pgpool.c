@@ -653,7 +653,22 @@ static void test_prepared_reuse(void **state)
     sp_pool_free(pool);
 }
 
-static void unreachable(struct t *t, int listening)
+/* Requests sent to a pool whose database cannot be reached: how long until each is answered. */
+static double answer_ms(struct t *t, struct sp_pool *pool, struct qres *q)
+{
+    uint64_t t0 = sp_now_us();
+
+    memset(q, 0, sizeof(*q));
+    assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_query, q), 0);
+    assert_int_equal(q->done, 0);
+    loop_until(t, &q->done, 1, 10000);
+    assert_int_equal(q->done, 1);
+    assert_int_equal(q->status, SP_PG_UNAVAILABLE);
+    assert_non_null(strstr(q->message, "database unavailable: "));
+    return ms_between(t0, q->at_us);
+}
+
+static void unreachable(struct t *t, int listening, int connect_ms)
 {
     char conninfo[160];
     int fd, port = local_port(listening, &fd);
@@ -666,31 +681,39 @@ static void unreachable(struct t *t, int listening)
 
     snprintf(conninfo, sizeof(conninfo),
              "host=127.0.0.1 port=%d dbname=nowhere user=nobody sslmode=disable", port);
-    pool = pool_open(t, conninfo, 2, 10, 300, 0);
+    pool = pool_open(t, conninfo, 2, 10, connect_ms, 0);
     t0 = sp_now_us();
     assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_query, &q), 0);
     assert_int_equal(sp_pool_acquire(pool, on_acquire, &a), 0);
     assert_int_equal(q.done + a.done, 0);
-    loop_until(t, &a.done, 1, 5000);
+    loop_until(t, &a.done, 1, 10000);
     assert_int_equal(q.done, 1);
     assert_int_equal(q.status, SP_PG_UNAVAILABLE);
     assert_int_equal(a.status, SP_PG_UNAVAILABLE);
     assert_non_null(strstr(q.message, "database unavailable: "));
     ms = ms_between(t0, q.at_us);
     print_message("  unavailable after %.0f ms: %s\n", ms, q.message);
-    assert_true(ms >= 250 && ms < 1000);
-    if (!listening)
+    if (!listening) {
+        /* refused: the connect fails at once, and so does the request */
         assert_non_null(strstr(q.message, "refused"));
+        assert_true(ms < 200);
+    } else {
+        /* silent: the connects hang; a request waits 500 ms at most (or connect_timeout if
+         * shorter), never the whole connect_timeout */
+        int wait = connect_ms < 500 ? connect_ms : 500;
+        assert_true(ms >= wait - 50 && ms < wait + 700);
+    }
 
-    /* later requests wait their own 300 ms, not less */
-    loop_for(t, 400);
-    memset(&q, 0, sizeof(q));
-    t0 = sp_now_us();
-    assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_query, &q), 0);
-    loop_until(t, &q.done, 1, 5000);
-    assert_int_equal(q.status, SP_PG_UNAVAILABLE);
-    ms = ms_between(t0, q.at_us);
-    assert_true(ms >= 250 && ms < 1000);
+    /* while the database is known unreachable, later requests are answered at once */
+    loop_for(t, listening ? connect_ms + 200 : 400);
+    for (int i = 0; i < 5; i++) {
+        ms = answer_ms(t, pool, &q);
+        if (!listening)
+            assert_true(ms < 150);
+        else
+            assert_true(ms < 700); /* at most one short wait for a fresh connect */
+        loop_for(t, 30);
+    }
     sp_pool_stats(pool, &st);
     assert_int_equal(st.total, 2);
     assert_int_equal(st.idle, 0);
@@ -701,12 +724,48 @@ static void unreachable(struct t *t, int listening)
 
 static void test_unreachable_refused(void **state)
 {
-    unreachable(*state, 0);
+    unreachable(*state, 0, 300);
 }
 
 static void test_unreachable_silent(void **state)
 {
-    unreachable(*state, 1);
+    unreachable(*state, 1, 300);
+}
+
+/* A connect that hangs for its whole 5 s (a blackholed address) holds no request that long. */
+static void test_unreachable_silent_long_connect(void **state)
+{
+    unreachable(*state, 1, 3000);
+}
+
+/* A database known unreachable (refused) with a connect_timeout of 5 s: a burst of requests is
+ * answered at once, none waits for a connect. */
+static void test_unreachable_many_fail_fast(void **state)
+{
+    struct t *t = *state;
+    char conninfo[160];
+    int fd, port = local_port(0, &fd);
+    struct sp_pool *pool;
+    struct many m = {0};
+    struct many_one one[50];
+    uint64_t t0;
+
+    snprintf(conninfo, sizeof(conninfo),
+             "host=127.0.0.1 port=%d dbname=nowhere user=nobody sslmode=disable", port);
+    pool = pool_open(t, conninfo, 4, 100, 5000, 0);
+    loop_for(t, 50);
+    t0 = sp_now_us();
+    for (int i = 0; i < 50; i++) {
+        one[i] = (struct many_one){&m, i};
+        assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_many, &one[i]), 0);
+    }
+    loop_until(t, &m.done, 50, 10000);
+    assert_int_equal(m.done, 50);
+    assert_int_equal(m.bad, 50);
+    print_message("  50 requests refused in %.0f ms\n", ms_between(t0, sp_now_us()));
+    assert_true(ms_between(t0, sp_now_us()) < 300);
+    sp_pool_free(pool);
+    close(fd);
 }
 
 /* The backend pids of all n connections of pool, each pinned in turn. */
@@ -1001,6 +1060,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prepared_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_silent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_silent_long_connect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_many_fail_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_after_terminate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_mid_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_timeout, setup, teardown),
