@@ -5,7 +5,14 @@
  * are answered in order and a slow handler holds back only its own connection. The read event
  * stays armed for the connection's whole life (a closed client is noticed at once and its
  * request cancelled); the write event is added only when the socket's buffer is full. Errors
- * of this layer are JSON, written before a lingering close so the client reads them. */
+ * of this layer are JSON, written before a lingering close so the client reads them.
+ *
+ * The parser is http-parser 2.9 as Debian 12 packages it (libhttp-parser-dev, security
+ * updates from the distribution; llhttp, its successor, is not packaged there and would have
+ * to be vendored). It already refuses two Content-Length headers, Content-Length beside
+ * Transfer-Encoding and bad chunk sizes; it accepts whitespace before a colon, obs-fold,
+ * "gzip, chunked", "chunked, chunked" and chunked in HTTP/1.0, which the callbacks below
+ * refuse. */
 #include "http.h"
 
 #include <arpa/inet.h>
