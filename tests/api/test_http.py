@@ -412,3 +412,38 @@ def a_client_gone_during_queries_frees_the_pool():
         eq(200, srv.get("/test/slow?s=0").status)
     finally:
         srv.close()
+
+
+@test
+def keepalive_limits_idle_cap_request_cap_and_timeout():
+    srv = Server(workers=1, env={"SPACER_HTTP_MAX_IDLE_CONNECTIONS": "2",
+                                 "SPACER_HTTP_KEEPALIVE_REQUESTS": "2",
+                                 "SPACER_HTTP_KEEPALIVE_TIMEOUT": "1"}).start()
+    try:
+        # requests per connection: the second answer closes
+        c = connect(srv.port)
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, _, rest = read_response(c)
+        eq((200, None), (status, headers.get("connection")))
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, _, rest = read_response(c, rest)
+        eq((200, "close"), (status, headers.get("connection")))
+        closed_after(c, rest)
+        c.close()
+        # idle cap: a third idle connection closes the longest idle one
+        a, b = connect(srv.port), connect(srv.port)
+        time.sleep(0.2)
+        third = connect(srv.port)
+        time.sleep(0.2)
+        closed_after(a)
+        for s in (b, third):
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            eq(200, read_response(s)[0])
+        # idle timeout: a kept-alive connection left alone is closed after a second
+        t0 = time.time()
+        closed_after(third)
+        check(0.5 < time.time() - t0 < 4, "closed after %.1fs" % (time.time() - t0))
+        for s in (a, b, third):
+            s.close()
+    finally:
+        srv.close()
