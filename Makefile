@@ -31,7 +31,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 all: spacer
 
 spacer: $(BUILD)/spacer
-	@if [ "$(BUILD)" = build ]; then ln -sf $(BUILD)/spacer spacer; else cp $(BUILD)/spacer spacer; fi
+	@if [ "$(BUILD)" = build ]; then ln -sf $(BUILD)/spacer spacer; else rm -f spacer; cp $(BUILD)/spacer spacer; fi
 
 $(BUILD)/spacer: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)

@@ -22,6 +22,8 @@ SCENARIOS = [
     ("bookings_list", "GET /api/bookings/bookings (client token)", ("pgbench", "bookings_list"), None, True),
     ("booking_create", "POST /api/bookings/bookings", ("pgbench", "booking_create"), ("rps", 2000), False),
     ("quote", "GET /api/spaces/spaces/{id}/quote", ("pgbench", "quote"), None, True),
+    ("invoices_list", "GET /api/payments/invoices (client token)", ("pgbench", "invoices_list"), None, True),
+    ("payment_create", "POST /api/payments/payments (manual)", ("pgbench", "payment_create"), None, False),
     ("login", "POST /api/users/login (bcrypt 12)", ("bcrypt", None), ("ratio", 0.90), False),
     ("healthz_login_flood", "GET /healthz while 32 connections flood the login", ("none", None), ("p99_ms", 10), False),
     ("spaces_home", "GET /api/spaces unpaged (%(home_spaces)s spaces: the web app's home call)", ("none", None), None, True),
@@ -293,7 +295,8 @@ def main():
     short = {"healthz": "healthz", "spaces_list": "list 20", "space_by_id": "space by id",
              "bookings_list": "my bookings", "booking_create": "create booking",
              "quote": "quote", "login": "login", "healthz_login_flood": "healthz, login flood",
-             "spaces_home": "home list", "apispec": "apispec"}
+             "spaces_home": "home list", "apispec": "apispec",
+             "invoices_list": "my invoices", "payment_create": "pay (manual)"}
     with open(out + "/latest.dat", "w") as f:
         f.write("# label rps ceiling_rps p99_ms p99_limit_ms\n")
         for c in (1, 32, 256):

@@ -72,9 +72,15 @@ static const struct key_def keys[] = {
     {"scripts", "memory_limit", K_SIZE, OFF(memory_limit), "256M", 1L << 20, 1L << 40},
     {"scripts", "reload", K_RELOAD, OFF(reload_watch), "manual", 0, 0},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0},
+    {"http_client", "timeout", K_INT, OFF(http_timeout_s), "10", 1, 600},
+    {"http_client", "max_response_size", K_SIZE, OFF(http_max_response), "1M", 1024, 1L << 30},
+    {"http_client", "max_calls_per_request", K_INT, OFF(http_max_calls), "10", 0, 1000},
+    {"http_client", "ca_file", K_STR, OFF(http_ca_file), "", 0, 0},
+    {"http_client", "verify", K_BOOL, OFF(http_verify), "on", 0, 0},
 };
 
-static const char *core_sections[] = {"server", "http", "database", "auth", "scripts", "log"};
+static const char *core_sections[] = {"server",  "http", "database",   "auth",
+                                      "scripts", "log",  "http_client"};
 
 /* Secrets that appear in tutorials and templates: never good enough for production. */
 static const char *placeholder_secrets[] = {
@@ -439,6 +445,11 @@ static int finish(struct sp_conf *c, sp_err *err)
         c->jwt_secret = xstrdup(hex);
         c->jwt_secret_generated = 1;
     }
+    if (c->http_ca_file[0] != '\0' && access(c->http_ca_file, R_OK) != 0) {
+        sp_err_set(err, "%s: http_client.ca_file %s: %s", c->path, c->http_ca_file,
+                   strerror(errno));
+        return -1;
+    }
     if (c->load_instruction_limit == 0)
         c->load_instruction_limit = c->instruction_limit;
     if (c->hash_threads == 0) {
@@ -448,14 +459,42 @@ static int finish(struct sp_conf *c, sp_err *err)
     return 0;
 }
 
+/* Whether name starts with section then '_'; a '.' of the section ([payments.stripe]) is
+ * written '_' in a variable's name. */
+static int env_prefix(const char *name, const char *section)
+{
+    for (; *section; section++, name++)
+        if (*name != *section && !(*section == '.' && *name == '_'))
+            return 0;
+    return *name == '_';
+}
+
+/* The section the core or the file knows with the longest name that name ("http_client_timeout")
+ * starts with, or NULL. Sections may hold underscores themselves. */
+static const char *env_section(const struct sp_conf *c, const char *name)
+{
+    const char *best = NULL;
+
+    for (size_t i = 0; i < SP_ARRAY_LEN(core_sections); i++)
+        if (env_prefix(name, core_sections[i]) &&
+            (best == NULL || strlen(core_sections[i]) > strlen(best)))
+            best = core_sections[i];
+    for (int i = 0; i < c->nentries; i++)
+        if (env_prefix(name, c->entries[i].section) &&
+            (best == NULL || strlen(c->entries[i].section) > strlen(best)))
+            best = c->entries[i].section;
+    return best;
+}
+
 /* SPACER_<SECTION>_<KEY>=value, for every section the file or the core knows. */
 static int apply_env_overrides(struct sp_conf *c, sp_err *err)
 {
     extern char **environ;
 
     for (char **e = environ; *e; e++) {
-        char name[256], section[64], *eq, *us;
-        const char *value;
+        char name[256], section[64], *eq;
+        const char *value, *known;
+        size_t slen;
 
         if (strncmp(*e, "SPACER_", 7) != 0 || (eq = strchr(*e, '=')) == NULL)
             continue;
@@ -466,20 +505,14 @@ static int apply_env_overrides(struct sp_conf *c, sp_err *err)
         value = eq + 1;
         for (char *p = name; *p; p++)
             *p = (char)tolower((unsigned char)*p);
-        if ((us = strchr(name, '_')) == NULL || (size_t)(us - name) >= sizeof(section))
+        /* SPACER_TEST_DATABASE_URL and friends belong to others: no known section. */
+        if ((known = env_section(c, name)) == NULL || (slen = strlen(known)) >= sizeof(section) ||
+            name[slen + 1] == '\0')
             continue;
-        memcpy(section, name, (size_t)(us - name));
-        section[us - name] = '\0';
-        if (!sp_conf_core_section(section)) {
-            int known = 0;
-            for (int i = 0; i < c->nentries; i++)
-                known |= strcmp(c->entries[i].section, section) == 0;
-            if (!known)
-                continue; /* SPACER_TEST_DATABASE_URL and friends belong to others */
-        }
+        memcpy(section, known, slen + 1); /* a copy: set_value may move the entries */
         char where[300];
         snprintf(where, sizeof(where), "environment %.*s", (int)(eq - *e), *e); /* as written */
-        if (set_value(c, section, us + 1, value, where, 0, err) != 0)
+        if (set_value(c, section, name + slen + 1, value, where, 0, err) != 0)
             return -1;
     }
     return 0;

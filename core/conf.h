@@ -66,6 +66,13 @@ struct sp_conf {
     /* [log] */
     int log_level;
 
+    /* [http_client]: outbound calls of the scripts (spacer.http) */
+    int http_timeout_s;
+    size_t http_max_response;
+    int http_max_calls;
+    char *http_ca_file; /* "" : the system's bundle */
+    int http_verify;
+
     /* Every setting, core and application sections alike. Application sections (any section
      * the core does not own) are validated by the scripts that declare them. */
     struct sp_conf_entry *entries;

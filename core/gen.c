@@ -172,6 +172,36 @@ const char *sp_lua_opttext(lua_State *L, int arg, const char *def)
     return lua_isnoneornil(L, arg) ? def : sp_lua_checktext(L, arg, NULL);
 }
 
+void sp_lua_push_error_text(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: lua_pushvalue(L, idx); return;
+    case LUA_TNUMBER:
+        lua_pushvalue(L, idx);
+        lua_tolstring(L, -1, NULL); /* the copy becomes a string */
+        return;
+    case LUA_TTABLE:
+        lua_pushliteral(L, "message");
+        if (lua_rawget(L, idx) == LUA_TSTRING) {
+            lua_pushliteral(L, "sqlstate");
+            if (lua_rawget(L, idx) == LUA_TSTRING) { /* a spacer.db error */
+                lua_pushfstring(L, "database error %s: ", lua_tostring(L, -1));
+                lua_rotate(L, -3, 1);
+                lua_pop(L, 1);
+                lua_concat(L, 2);
+            } else {
+                lua_pop(L, 1);
+            }
+            return;
+        }
+        lua_pop(L, 1);
+        break;
+    default: break;
+    }
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
 struct sp_req *sp_gen_req(lua_State *L)
 {
     return *(struct sp_req **)lua_getextraspace(L);

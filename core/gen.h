@@ -68,6 +68,11 @@ void sp_gen_push_env(struct sp_gen *gen);
 const char *sp_lua_checktext(lua_State *L, int arg, size_t *len);
 const char *sp_lua_opttext(lua_State *L, int arg, const char *def);
 
+/* Pushes a text for the error value at idx without running any of its metamethods (a
+ * __tostring that raises would be an unprotected error where the core logs it): a string or
+ * number as is, a table's message field, else its type.  [-0, +1, m] */
+void sp_lua_push_error_text(lua_State *L, int idx);
+
 /* The request behind a coroutine (set by the request runner), or NULL. */
 struct sp_req *sp_gen_req(lua_State *L);
 void sp_gen_set_req(lua_State *co, struct sp_req *req);

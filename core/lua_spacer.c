@@ -18,7 +18,9 @@
 #include "gen.h"
 #include "json.h"
 #include "log.h"
+#include "lua_http.h"
 #include "req.h"
+#include "timer.h"
 
 int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message)
 {
@@ -500,5 +502,6 @@ void sp_lua_open_crypto(lua_State *L)
 
 void (*const sp_lua_openers[])(lua_State *L) = {
     sp_lua_open_json, sp_lua_open_log, sp_lua_open_time, sp_lua_open_crypto,
-    sp_lua_open_auth, sp_lua_open_db,  sp_lua_open_ops,  NULL,
+    sp_lua_open_auth, sp_lua_open_db,  sp_lua_open_ops,  sp_lua_open_http,
+    sp_lua_open_timer, NULL,
 };

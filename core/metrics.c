@@ -29,6 +29,8 @@ struct shared {
     int nworkers;
     atomic_ullong script_errors;
     atomic_ullong reloads_ok, reloads_failed, restarts;
+    atomic_ullong http_calls[SP_HTTP_NOUTCOMES];
+    atomic_ullong timer_ok, timer_failed, timer_skipped;
     struct sp_worker_info workers[SP_MAX_WORKERS];
     struct slot slots[SLOTS];
 };
@@ -132,6 +134,49 @@ void metrics_restart(void)
 {
     if (sh)
         atomic_fetch_add(&sh->restarts, 1);
+}
+
+void metrics_http_call(enum sp_http_outcome outcome)
+{
+    if (sh && outcome >= 0 && outcome < SP_HTTP_NOUTCOMES)
+        atomic_fetch_add(&sh->http_calls[outcome], 1);
+}
+
+void metrics_timer_run(int ok)
+{
+    if (sh)
+        atomic_fetch_add(ok ? &sh->timer_ok : &sh->timer_failed, 1);
+}
+
+void metrics_timer_skip(void)
+{
+    if (sh)
+        atomic_fetch_add(&sh->timer_skipped, 1);
+}
+
+/* The outbound calls and the timer runs. */
+static void render_background(struct sp_buf *out)
+{
+    static const char *const outcomes[SP_HTTP_NOUTCOMES] = {
+        "ok", "timeout", "connection_refused", "tls", "dns", "too_large", "error",
+    };
+
+    sp_buf_adds(out, "# HELP spacer_http_client_calls_total Outbound calls of scripts "
+                     "(spacer.http) by outcome; ok is any HTTP status.\n"
+                     "# TYPE spacer_http_client_calls_total counter\n");
+    for (int i = 0; i < SP_HTTP_NOUTCOMES; i++)
+        sp_buf_printf(out, "spacer_http_client_calls_total{outcome=\"%s\"} %llu\n", outcomes[i],
+                      (unsigned long long)atomic_load(&sh->http_calls[i]));
+    sp_buf_printf(out,
+                  "# HELP spacer_timer_runs_total Background timer runs by result; skipped: the "
+                  "previous run still going.\n"
+                  "# TYPE spacer_timer_runs_total counter\n"
+                  "spacer_timer_runs_total{result=\"ok\"} %llu\n"
+                  "spacer_timer_runs_total{result=\"error\"} %llu\n"
+                  "spacer_timer_runs_total{result=\"skipped\"} %llu\n",
+                  (unsigned long long)atomic_load(&sh->timer_ok),
+                  (unsigned long long)atomic_load(&sh->timer_failed),
+                  (unsigned long long)atomic_load(&sh->timer_skipped));
 }
 
 static void label_escape(struct sp_buf *out, const char *s)
@@ -239,5 +284,6 @@ void metrics_render(struct sp_buf *out)
                   (unsigned long long)atomic_load(&sh->reloads_ok),
                   (unsigned long long)atomic_load(&sh->reloads_failed), (unsigned long long)gen,
                   (unsigned long long)atomic_load(&sh->restarts));
+    render_background(out);
     SP_UNUSED(total);
 }

@@ -34,6 +34,22 @@ void metrics_script_error(void);
 void metrics_reload(int ok);
 void metrics_restart(void);
 
+/* Outbound calls of spacer.http by outcome (the first word of the script's error). */
+enum sp_http_outcome {
+    SP_HTTP_OK,
+    SP_HTTP_TIMEOUT,
+    SP_HTTP_REFUSED,
+    SP_HTTP_TLS,
+    SP_HTTP_DNS,
+    SP_HTTP_TOO_LARGE,
+    SP_HTTP_ERROR,
+    SP_HTTP_NOUTCOMES
+};
+void metrics_http_call(enum sp_http_outcome outcome);
+/* Timer runs: ended ok, ended with an error or a limit, or skipped (the previous still ran). */
+void metrics_timer_run(int ok);
+void metrics_timer_skip(void);
+
 /* Appends the Prometheus exposition. */
 void metrics_render(struct sp_buf *out);
 

@@ -291,7 +291,7 @@ static void reply_failure(struct sp_req *req)
         return;
     }
     lua_pushliteral(co, "script error: ");
-    luaL_tolstring(co, -2, NULL); /* the whole message, NUL bytes included */
+    sp_lua_push_error_text(co, -2); /* the whole message, NUL bytes included; no metamethod */
     lua_pushliteral(co, "\n");
     luaL_traceback(co, co, NULL, 0);
     lua_concat(co, 4);

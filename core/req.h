@@ -23,6 +23,7 @@ struct sp_gen;
 struct sp_pgconn;
 struct sp_pool;
 struct sp_hasher;
+struct sp_httpc;
 struct sp_req;
 
 /* What the operations bindings (spacer.ops) may ask of the process. Set by the worker; NULL in
@@ -44,6 +45,7 @@ struct sp_host {
     struct sp_gen *gen; /* current generation (the host holds one reference) */
     struct sp_pool *pool;
     struct sp_hasher *hasher;
+    struct sp_httpc *httpc; /* outbound HTTP (spacer.http), made on first use */
     const struct sp_ops *ops;
     int inflight; /* requests not yet finished */
     int draining;
@@ -80,6 +82,7 @@ struct sp_req {
      * completes, and it is counted off pending. */
     void (*cancel)(void *arg);
     void *cancel_arg;
+    int http_calls; /* outbound calls made so far (capped per request) */
     void (*on_done)(struct sp_req *req, int ok); /* script tests: called instead of replying */
     void *on_done_arg;
     struct sp_http_out out; /* the reply's headers */

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <event2/event.h>
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +18,20 @@
 #include "embed.h"
 #include "gen.h"
 #include "log.h"
-#include "pgpool.h"
+#include "lua_http.h"
 #include "lua_spacer.h"
+#include "pgpool.h"
 #include "req.h"
 
 struct sp_runner {
     struct sp_host w;
     int done, ok;
 };
+
+struct sp_host *sp_runner_host(struct sp_runner *r)
+{
+    return &r->w;
+}
 
 lua_State *sp_runner_state(struct sp_runner *r)
 {
@@ -44,6 +51,7 @@ int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *er
     r->w.conf = conf;
     r->w.index = 0;
     r->w.pid = getpid();
+    signal(SIGPIPE, SIG_IGN); /* as in a worker: a peer that closed is an error, not death */
     if ((r->w.base = event_base_new()) == NULL) {
         sp_err_set(err, "cannot create an event loop");
         goto fail;
@@ -69,6 +77,7 @@ void sp_runner_free(struct sp_runner *r)
     sp_gen_unref(r->w.gen);
     sp_hasher_free(r->w.hasher);
     sp_pool_free(r->w.pool);
+    sp_httpc_free(r->w.httpc);
     if (r->w.base)
         event_base_free(r->w.base);
     free(r);
@@ -186,7 +195,8 @@ static const char *error_text(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    return luaL_tolstring(L, -1, NULL);
+    sp_lua_push_error_text(L, -1); /* a raising __tostring would abort the run */
+    return lua_tostring(L, -1);
 }
 
 int sp_runner_test(const struct sp_conf *conf, int nfiles, char **files)

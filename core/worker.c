@@ -23,10 +23,12 @@
 #include "gen.h"
 #include "http.h"
 #include "log.h"
+#include "lua_http.h"
 #include "lua_spacer.h"
 #include "metrics.h"
 #include "pgpool.h"
 #include "req.h"
+#include "timer.h"
 
 struct sp_worker {
     struct sp_host host; /* first: the requests' view of the worker */
@@ -194,8 +196,10 @@ static void reload(struct sp_worker *w)
     sp_log(SP_LOG_INFO, "generation %llu loaded in %.1f ms (%d routes)",
            (unsigned long long)gen->number, gen->load_us / 1000.0,
            sp_router_count(gen->router));
+    sp_timer_stop(w->host.gen);
     sp_gen_unref(w->host.gen); /* in-flight requests keep the old one alive */
     w->host.gen = gen;
+    sp_timer_start(&w->host, gen);
     metrics_reload(1);
     publish_reload(w, 1);
 }
@@ -213,6 +217,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (w->host.draining)
         return;
     w->host.draining = 1;
+    sp_timer_stop(w->host.gen);
     sp_log(SP_LOG_INFO, "draining: %d request(s) in flight", w->host.inflight);
     sp_http_drain(w->http);
     if (w->host.inflight == 0 && sp_http_connections(w->http) == 0) {
@@ -305,6 +310,8 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
         sp_log(SP_LOG_ERROR, "worker %d: scripts failed to load: %s", index, err.msg);
         goto done;
     }
+    if (sp_httpc_start(&w.host, &err) != 0) /* calls will try again, and say why */
+        sp_log(SP_LOG_ERROR, "worker %d: outbound HTTP unavailable: %s", index, err.msg);
     if ((w.http = sp_http_new(w.base, listen_fd, &lim, &cbs, &w, &err)) == NULL) {
         sp_log(SP_LOG_ERROR, "worker %d: cannot listen: %s", index, err.msg);
         goto done;
@@ -322,6 +329,7 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
            (unsigned long long)w.host.gen->number, sp_router_count(w.host.gen->router),
            w.host.gen->load_us / 1000.0);
 
+    sp_timer_start(&w.host, w.host.gen);
     event_base_dispatch(w.base);
     if (w.host.inflight > 0)
         sp_log(SP_LOG_WARN, "worker %d: shutdown timeout with %d request(s) in flight", index,
@@ -344,6 +352,7 @@ done:
         sp_hasher_free(w.host.hasher);
         sp_pool_free(w.host.pool);
         sp_gen_unref(w.host.gen);
+        sp_httpc_free(w.host.httpc);
         if (w.base)
             event_base_free(w.base);
     }

@@ -5,6 +5,8 @@
 #   1. a throw-away PostgreSQL (tools/devdb.sh, durability off), migrated (`spacer migrate`),
 #      loaded with bench/gen_data.sql: 1,000 users, 1,000 spaces, 100,000 bookings; every
 #      user has the same real bcrypt hash (cost 12) made once with `spacer hash-password`;
+#      for the payment scenarios also bench/gen_payments.sql: 200,000 confirmed bookings to
+#      pay (one client's pay pool) and an invoice per confirmed booking;
 #   2. the HTTP ceiling: Debian's nginx answering `return 200` (bench/nginx.conf, 2 workers);
 #   3. Spacer as shipped (spacer.conf: access_log on, to a file) with 2 workers; wrk runs
 #      each scenario (bench/wrk/*.lua) for BENCH_DURATION s after a BENCH_WARMUP s warm-up,
@@ -22,7 +24,8 @@
 # Environment: SPACER_BIN (default ./spacer), BENCH_DURATION (10), BENCH_WARMUP (3),
 # BENCH_KEEPALIVE (10000), BENCH_OUT (bench/results), BENCH_ONLY (space-separated scenario
 # ids to run, e.g. "healthz login"; default all: nginx healthz spaces_home apispec spaces_list
-# space_by_id bookings_list quote booking_create login reload memory), BENCH_PERF=1 (CPU profiles of
+# space_by_id bookings_list quote booking_create invoices_list payment_create login reload
+# memory), BENCH_PERF=1 (CPU profiles of
 # each measured run in $OUT/perf/, with perf; slows the runs a little).
 set -u
 cd "$(dirname "$0")/.."
@@ -46,6 +49,9 @@ BOOKINGS=100000
 PASSWORD=bench-password-1
 CLIENT_LIST=101   # the client whose bookings are listed (about a hundred of them)
 CLIENT_BOOK=102   # the client who creates bookings (another one: the list stays the same)
+CLIENT_PAY=103    # the client who pays (bench/gen_payments.sql gives them the pay pool)
+PAY_PER_SPACE=200 # pay pool: confirmed bookings per space (x 1,000 spaces)
+PAY_SHARE=40000   # pay pool bookings each wrk run of payment_create may use
 RELOAD_MS=200
 MIN_CAPACITY=10   # the list scenario's filter
 LIST_PAGES=5      # ... and its pages (1..5, at random)
@@ -137,6 +143,14 @@ log "bench data: $USERS users, $SPACES spaces, $BOOKINGS bookings (bench/gen_dat
 hash=$(printf '%s\n' "$PASSWORD" | timeout 60 "$SPACER" hash-password) || die "hash-password failed"
 timeout 300 $PSQL -v hash="$hash" -v users=$USERS -v spaces=$SPACES -v bookings=$BOOKINGS \
     -f bench/gen_data.sql >"$work/gen.log" 2>&1 || { cat "$work/gen.log"; die "bench/gen_data.sql failed"; }
+pay_min=0 pay_max=0
+if want payment_create || want invoices_list; then
+    log "bench payment data: $((PAY_PER_SPACE * SPACES)) bookings to pay, invoices (bench/gen_payments.sql)"
+    timeout 300 $PSQL -v client_pay=$CLIENT_PAY -v per_space=$PAY_PER_SPACE \
+        -f bench/gen_payments.sql >"$work/gen_pay.log" 2>&1 || { cat "$work/gen_pay.log"; die "bench/gen_payments.sql failed"; }
+    pay_min=$($PSQL -Atc "SELECT min(id) FROM bookings WHERE notes = 'bench pay pool'")
+    pay_max=$($PSQL -Atc "SELECT max(id) FROM bookings WHERE notes = 'bench pay pool'")
+fi
 space_min=$($PSQL -Atc "SELECT min(id) FROM spaces")
 space_max=$($PSQL -Atc "SELECT max(id) FROM spaces")
 
@@ -160,6 +174,7 @@ export BENCH_WRK_DIR=$ROOT/bench/wrk
 export BENCH_SPACE_MIN=$space_min BENCH_SPACE_MAX=$space_max BENCH_USERS=$USERS
 export BENCH_PASSWORD=$PASSWORD BENCH_THREADS=$THREADS
 export BENCH_MIN_CAPACITY=$MIN_CAPACITY BENCH_LIST_PAGES=$LIST_PAGES
+export BENCH_PAY_MIN=$pay_min BENCH_PAY_MAX=$pay_max BENCH_PAY_SHARE=$PAY_SHARE
 # Bookings made by the bench start here: after every generated one (they end 65 days ahead).
 BENCH_SLOT_EPOCH=$(( ($(date +%s) / 86400 + 120) * 86400 ))
 export BENCH_SLOT_EPOCH
@@ -376,11 +391,13 @@ has_route() { printf '%s\n' "$routes" | grep -Eq "^$1 +$2 "; }
 
 BENCH_TOKEN=""
 BENCH_CLIENT_TOKEN=""
+BENCH_PAY_TOKEN=""
 if has_route POST /api/users/login; then
     BENCH_TOKEN=$(login_token $CLIENT_LIST)
     BENCH_CLIENT_TOKEN=$(login_token $CLIENT_BOOK)
+    BENCH_PAY_TOKEN=$(login_token $CLIENT_PAY)
 fi
-export BENCH_TOKEN BENCH_CLIENT_TOKEN
+export BENCH_TOKEN BENCH_CLIENT_TOKEN BENCH_PAY_TOKEN
 
 # scenario ID METHOD ROUTE SCRIPT PATH CONNS... : runs it when the route exists.
 scenario() {
@@ -392,8 +409,8 @@ scenario() {
         return 0
     fi
     case "$id" in
-    bookings_list | booking_create)
-        if [ -z "$BENCH_TOKEN" ] || [ -z "$BENCH_CLIENT_TOKEN" ]; then
+    bookings_list | booking_create | invoices_list | payment_create)
+        if [ -z "$BENCH_TOKEN" ] || [ -z "$BENCH_CLIENT_TOKEN" ] || [ -z "$BENCH_PAY_TOKEN" ]; then
             skip "$id: no client token (login failed)"
             return 0
         fi
@@ -434,6 +451,8 @@ if want booking_create; then
     log "VACUUM ANALYZE bookings ($($PSQL -Atc "SELECT count(*) FROM bookings") rows)"
     timeout 120 $PSQL -c "VACUUM ANALYZE bookings" >/dev/null 2>&1
 fi
+scenario invoices_list GET /api/payments/invoices invoices_list.lua /api/payments/invoices $CONNS $CONNS_HIGH
+scenario payment_create POST /api/payments/payments payment_create.lua / $CONNS
 scenario login POST /api/users/login login.lua / $CONNS
 
 # ---- /healthz while logins flood the server (bcrypt runs off the loops) -------------------
@@ -534,6 +553,7 @@ run_pgbench() { # id
     set -- "$1" -h "$work/pg/run" -p "$pg_port" -U spacer -M prepared -n -c $CONNS -j $THREADS \
         -D space_min="$space_min" -D space_max="$space_max" -D users=$USERS \
         -D client_list=$CLIENT_LIST -D client_book=$CLIENT_BOOK -D slot_epoch="$BENCH_SLOT_EPOCH" \
+        -D client_pay=$CLIENT_PAY -D pay_min="$pay_min" -D pay_max="$pay_max" \
         -D nul=NULL -D min_capacity=$MIN_CAPACITY -D list_pages=$LIST_PAGES \
         -f "$f" spacer
     id=$1
@@ -560,7 +580,7 @@ print("   pgbench %-15s %10.1f tps  mean %6.2f ms  failed %s  cpu/tx: pg %.0f us
 }
 log "ceilings: pgbench -M prepared -n -c $CONNS -j $THREADS -T $DURATION"
 # Reads first: booking_create adds rows.
-for id in spaces_list space_by_id bookings_list quote booking_create; do
+for id in spaces_list space_by_id bookings_list quote invoices_list booking_create payment_create; do
     want "$id" || continue
     if [ -f "bench/pgbench/$id.sql" ]; then
         run_pgbench "$id"

@@ -15,7 +15,8 @@ cleanup() {
     sh tools/devdb.sh destroy "$work/pg" >/dev/null 2>&1
     rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM # then the EXIT trap cleans up; the run stops
 
 passed=0
 failed=0

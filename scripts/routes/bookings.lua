@@ -10,6 +10,7 @@ local api = require("lib.api")
 local auth = require("lib.auth")
 local money = require("lib.money")
 local flow = require("booking_flow")
+local payment_flow = require("payment_flow")
 local spaces = require("routes.spaces")
 
 local _M = {}
@@ -199,15 +200,19 @@ function _M.cancel(req)
   local by_host = booking.client_id ~= req.user.id
   local row, percent = flow.cancel(booking, by_host)
   local currency = row.currency
-  return 200, {
-    message = "Booking cancelled",
-    booking = _M.booking(row),
-    refund = {
-      percent = percent,
-      amount = money.to_major(row.refund_minor, currency),
-      currency = currency,
-    },
+  -- A paid booking gets the policy's refund through its payment's provider.
+  local paid = payment_flow.refund_booking(row)
+  local refund = {
+    percent = percent,
+    amount = money.to_major(row.refund_minor, currency),
+    currency = currency,
   }
+  if paid then
+    -- refunded (by the provider), manual (to pay back by hand), failed (see the log), none
+    refund.payment_id = paid.payment_id
+    refund.status = paid.status
+  end
+  return 200, { message = "Booking cancelled", booking = _M.booking(row), refund = refund }
 end
 
 -- Routes ---------------------------------------------------------------------------------

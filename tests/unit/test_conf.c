@@ -444,13 +444,24 @@ static void test_env_overrides(void **state)
     setenv("SPACER_NOUNDERSCORE", "x", 1);
     setenv("SP_T_HOST", "from-var", 1);
     setenv("SPACER_SERVER_HOST", "${SP_T_HOST}", 1);
-    c = parse_ok("[server]\nport = 5000\n[pricing]\nvat_percent = 16\n");
+    setenv("SPACER_HTTP_CLIENT_TIMEOUT", "3", 1);
+    setenv("SPACER_HTTP_CLIENT_MAX_CALLS_PER_REQUEST", "2", 1);
+    setenv("SPACER_PAYMENTS_STRIPE_SECRET_KEY", "sk_env", 1);
+    c = parse_ok("[server]\nport = 5000\n[pricing]\nvat_percent = 16\n"
+                 "[payments.stripe]\nsecret_key = sk_file\n");
+    unsetenv("SPACER_HTTP_CLIENT_TIMEOUT");
+    unsetenv("SPACER_HTTP_CLIENT_MAX_CALLS_PER_REQUEST");
+    unsetenv("SPACER_PAYMENTS_STRIPE_SECRET_KEY");
     assert_int_equal(c->port, 6000); /* the environment beats the file */
     assert_int_equal(c->max_body, 4 * 1024 * 1024);
     assert_string_equal(c->pid_file, "/tmp/x.pid");
     assert_string_equal(c->host, "from-var");
     entry_is(c, "server", "port", "6000", 0);
     entry_is(c, "pricing", "vat_percent", "20", 0);
+    /* sections with an underscore, or a dot written as one */
+    assert_int_equal(c->http_timeout_s, 3);
+    assert_int_equal(c->http_max_calls, 2);
+    entry_is(c, "payments.stripe", "secret_key", "sk_env", 0);
     assert_null(sp_conf_find(c, "other", "thing"));
     assert_null(sp_conf_find(c, "test", "database_url"));
     assert_string_equal(c->db_url, "");
