@@ -3,7 +3,7 @@ PKGS := libevent libevent_openssl libevent_pthreads libpq lua5.4 libcjson libjwt
 
 CC      ?= cc
 CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -MMD -MP
-LDLIBS  := -lpthread -lm
+LDLIBS  := -lhttp_parser -lpthread -lm  # http-parser has no pkg-config file
 BUILD   := build
 
 ifeq ($(SANITIZE),1)

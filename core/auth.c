@@ -636,6 +636,31 @@ int sp_hasher_verify(struct sp_hasher *h,
     return hasher_push(h, job, hash, err);
 }
 
+int sp_hasher_cancel(struct sp_hasher *h, void *arg)
+{
+    struct hash_job **pp, *job, *dropped = NULL;
+    int n = 0;
+
+    if (h == NULL)
+        return 0;
+    pthread_mutex_lock(&h->mu);
+    h->todo_tail = NULL;
+    for (pp = &h->todo; (job = *pp) != NULL;) {
+        if (job->arg == arg) {
+            *pp = job->next;
+            job->next = dropped;
+            dropped = job;
+            n++;
+        } else {
+            h->todo_tail = job;
+            pp = &job->next;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    job_list_free(dropped);
+    return n;
+}
+
 static struct hash_job *
 job_new(const char *password, size_t len, sp_hash_cb cb, void *arg, sp_err *err)
 {

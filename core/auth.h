@@ -58,6 +58,10 @@ int sp_hasher_hash(struct sp_hasher *h, const char *password, size_t len, int co
 int sp_hasher_verify(struct sp_hasher *h, const char *password, size_t len, const char *hash,
                      sp_hash_cb cb, void *arg, sp_err *err);
 
+/* Drops the queued jobs whose arg is arg: their callbacks will never run. Returns how many.
+ * A job already being hashed still calls back when done (bcrypt cannot be interrupted). */
+int sp_hasher_cancel(struct sp_hasher *h, void *arg);
+
 /* Blocking versions for the command line (never on a loop). */
 int sp_password_hash(const char *password, size_t len, int cost, char *out, size_t outlen,
                      sp_err *err);

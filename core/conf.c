@@ -40,7 +40,18 @@ static const struct key_def keys[] = {
     {"server", "shutdown_timeout", K_INT, OFF(shutdown_timeout_ms), "10", 0, 3600},
     {"http", "max_body_size", K_SIZE, OFF(max_body), "1M", 1, 1L << 30},
     {"http", "max_header_size", K_SIZE, OFF(max_header), "16K", 1024, 1L << 20},
+    /* a body's reads and a response's writes: seconds of silence before 408 / close */
     {"http", "timeout", K_INT, OFF(timeout_s), "30", 1, 3600},
+    /* request line and headers, from their first byte: seconds before 408 */
+    {"http", "header_timeout", K_INT, OFF(header_timeout_ms), "10", 1, 3600},
+    /* an idle keep-alive connection: seconds before it is closed */
+    {"http", "keepalive_timeout", K_INT, OFF(keepalive_timeout_ms), "60", 1, 3600},
+    /* requests per connection; the last answer says Connection: close */
+    {"http", "keepalive_requests", K_INT, OFF(keepalive_requests), "10000", 1, 100000000},
+    /* per worker: beyond, the longest idle keep-alive connection is closed */
+    {"http", "max_idle_connections", K_INT, OFF(max_idle_connections), "10000", 1, 1000000},
+    /* per worker: beyond, a new client gets a JSON 503 (logged once per episode) */
+    {"http", "max_connections", K_INT, OFF(max_connections), "16384", 1, 1000000},
     {"http", "cors_origins", K_LIST, OFF(cors_origins), "", 0, 0},
     {"http", "access_log", K_BOOL, OFF(access_log), "on", 0, 0},
     {"http", "trust_proxy", K_BOOL, OFF(trust_proxy), "off", 0, 0},
@@ -238,7 +249,8 @@ static int apply(struct sp_conf *c, const struct key_def *k, const char *v, cons
             return -1;
         }
         if (k->offset == OFF(shutdown_timeout_ms) || k->offset == OFF(connect_timeout_ms) ||
-            k->offset == OFF(statement_timeout_ms) || k->offset == OFF(cache_ttl_ms))
+            k->offset == OFF(statement_timeout_ms) || k->offset == OFF(header_timeout_ms) ||
+            k->offset == OFF(keepalive_timeout_ms) || k->offset == OFF(cache_ttl_ms))
             n *= 1000; /* written in seconds, kept in milliseconds */
         if (k->offset == OFF(load_instruction_limit) && n > 0 && n < 1000) {
             sp_err_set(err, "%s:%d: %s.%s must be 0 (as instruction_limit) or from 1000 to %ld, "

@@ -29,7 +29,12 @@ struct sp_conf {
     /* [http] */
     size_t max_body;
     size_t max_header;
-    int timeout_s;
+    int timeout_s;              /* a body's reads, a response's writes: inactivity */
+    int header_timeout_ms;      /* request line and headers, from their first byte */
+    int keepalive_timeout_ms;   /* idle between two requests */
+    int keepalive_requests;     /* per connection */
+    int max_idle_connections;   /* per worker */
+    int max_connections;        /* per worker */
     char **cors_origins;
     int ncors;
     int access_log;

@@ -17,11 +17,7 @@
 #include "embed.h"
 #include "json.h"
 #include "log.h"
-#include "lua_http.h"
-#include "lua_spacer.h"
 #include "router.h"
-#include "timer.h"
-#include "worker.h"
 
 /* Registry keys (their addresses). */
 static const char key_gen = 'g', key_env = 'e', key_loaded = 'l', key_finisher = 'f';
@@ -132,31 +128,79 @@ static void load_hook(lua_State *L, lua_Debug *ar)
 
 static void limit_hook(lua_State *L, lua_Debug *ar)
 {
-    struct sp_req *req = sp_gen_req(L);
+    struct sp_gen *gen = sp_gen_of(L);
+    struct sp_budget *b = gen ? gen->running : NULL;
 
-    if (req == NULL) {
+    SP_UNUSED(ar);
+    if (b == NULL) {
         load_hook(L, ar); /* a thread made while loading, if any */
         return;
     }
-    if (req->limit == SP_LIMIT_NONE) {
-        req->instructions += HOOK_STEP;
-        if (req->instructions < req->gen->conf->instruction_limit)
+    if (b->limit == SP_LIMIT_NONE) {
+        b->instructions += HOOK_STEP;
+        if (b->instructions < gen->conf->instruction_limit)
             return;
-        req->limit = SP_LIMIT_INSTRUCTIONS;
+        b->limit = SP_LIMIT_INSTRUCTIONS;
     }
     /* Spent (or out of memory): from now on every instruction raises, so a pcall in the
      * script cannot swallow the abort. */
     lua_sethook(L, limit_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, req->limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
-                                                : "script instruction limit exceeded");
+    luaL_error(L, b->limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
+                                              : "script instruction limit exceeded");
 }
 
-void sp_gen_arm_limits(struct sp_gen *gen, lua_State *co, struct sp_req *req)
+void sp_gen_arm_limits(struct sp_gen *gen, lua_State *co)
 {
     long step = gen->conf->instruction_limit < HOOK_STEP ? gen->conf->instruction_limit : HOOK_STEP;
 
-    SP_UNUSED(req);
     lua_sethook(co, limit_hook, LUA_MASKCOUNT, (int)step);
+}
+
+const char *sp_lua_checktext(lua_State *L, int arg, size_t *len)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, arg, &n);
+
+    if (memchr(s, '\0', n) != NULL)
+        luaL_argerror(L, arg, "contains a NUL byte");
+    if (len != NULL)
+        *len = n;
+    return s;
+}
+
+const char *sp_lua_opttext(lua_State *L, int arg, const char *def)
+{
+    return lua_isnoneornil(L, arg) ? def : sp_lua_checktext(L, arg, NULL);
+}
+
+void sp_lua_push_error_text(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: lua_pushvalue(L, idx); return;
+    case LUA_TNUMBER:
+        lua_pushvalue(L, idx);
+        lua_tolstring(L, -1, NULL); /* the copy becomes a string */
+        return;
+    case LUA_TTABLE:
+        lua_pushliteral(L, "message");
+        if (lua_rawget(L, idx) == LUA_TSTRING) {
+            lua_pushliteral(L, "sqlstate");
+            if (lua_rawget(L, idx) == LUA_TSTRING) { /* a spacer.db error */
+                lua_pushfstring(L, "database error %s: ", lua_tostring(L, -1));
+                lua_rotate(L, -3, 1);
+                lua_pop(L, 1);
+                lua_concat(L, 2);
+            } else {
+                lua_pop(L, 1);
+            }
+            return;
+        }
+        lua_pop(L, 1);
+        break;
+    default: break;
+    }
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
 }
 
 struct sp_req *sp_gen_req(lua_State *L)
@@ -588,28 +632,20 @@ static int run_prelude(struct sp_gen *gen, sp_err *err)
     return 0;
 }
 
-static void open_spacer(struct sp_gen *gen)
+static void open_spacer(struct sp_gen *gen, const sp_gen_opener *openers)
 {
     lua_State *L = gen->L;
 
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_env);
     lua_newtable(L); /* spacer */
-    sp_lua_open_json(L);
-    sp_lua_open_log(L);
-    sp_lua_open_time(L);
-    sp_lua_open_crypto(L);
-    sp_lua_open_auth(L);
-    sp_lua_open_db(L);
-    sp_lua_open_ops(L);
-    sp_lua_open_http(L);
-    sp_lua_open_timer(L);
-    sp_lua_open_cache(L);
+    for (int i = 0; openers != NULL && openers[i] != NULL; i++)
+        openers[i](L);
     lua_newtable(L);
     lua_pushinteger(L, (lua_Integer)gen->number);
     lua_setfield(L, -2, "generation");
-    lua_pushinteger(L, gen->worker ? gen->worker->index : -1);
+    lua_pushinteger(L, gen->worker);
     lua_setfield(L, -2, "index");
-    lua_pushinteger(L, gen->worker ? gen->worker->pid : 0);
+    lua_pushinteger(L, gen->worker >= 0 ? getpid() : 0);
     lua_setfield(L, -2, "pid");
     lua_setfield(L, -2, "worker");
     lua_pushstring(L, SP_VERSION);
@@ -666,8 +702,8 @@ done:
     return rc;
 }
 
-int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number,
-                struct sp_gen **out, sp_err *err)
+int sp_gen_load(const struct sp_conf *conf, int worker, const sp_gen_opener *openers,
+                uint64_t number, struct sp_gen **out, sp_err *err)
 {
     struct sp_gen *gen = calloc(1, sizeof(*gen));
     uint64_t t0 = sp_now_us();
@@ -680,7 +716,7 @@ int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number
     gen->refs = 1;
     gen->number = number;
     gen->conf = conf;
-    gen->worker = w;
+    gen->worker = worker;
     gen->mem_limit = conf->memory_limit;
     gen->run_ref = LUA_NOREF;
     gen->auth_ref = LUA_NOREF;
@@ -697,7 +733,7 @@ int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number
     sp_json_init(gen->L);
     if (open_sandbox(gen->L, err) != 0)
         goto done;
-    open_spacer(gen);
+    open_spacer(gen, openers);
     /* The budget and the cap hold for everything the scripts run while loading. */
     lua_sethook(gen->L, load_hook, LUA_MASKCOUNT,
                 (int)(conf->load_instruction_limit < HOOK_STEP ? conf->load_instruction_limit

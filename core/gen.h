@@ -13,7 +13,20 @@
 struct sp_conf;
 struct sp_router;
 struct sp_req;
-struct sp_worker;
+
+enum sp_limit { SP_LIMIT_NONE, SP_LIMIT_INSTRUCTIONS, SP_LIMIT_MEMORY };
+
+/* A running coroutine's budget: the instructions it spent, the limit it hit. */
+struct sp_budget {
+    long instructions;
+    enum sp_limit limit;
+};
+
+/* Sets a part of the spacer module on the table at the top of the stack. */
+typedef void (*sp_gen_opener)(lua_State *L);
+
+/* The registry key of the spacer.error metatable (set by the prelude). */
+extern const char sp_lua_error_mt_key;
 
 struct sp_gen {
     lua_State *L;
@@ -23,10 +36,10 @@ struct sp_gen {
     uint64_t load_us;          /* how long loading took */
     struct sp_router *router;
     const struct sp_conf *conf;
-    struct sp_worker *worker;  /* NULL in the command-line tools */
+    int worker;                /* the worker's index; -1 in the command-line tools */
     size_t mem_used, mem_limit;
     size_t mem_peak;
-    struct sp_req *running;    /* the request whose coroutine runs now, for the limits */
+    struct sp_budget *running; /* the budget of the coroutine running now, for the limits */
     int loading;               /* scripts' load-time code runs now: the load limits apply */
     int load_limit;            /* enum sp_limit: what stopped the load, SP_LIMIT_NONE if nothing */
     long load_instructions;    /* spent while loading */
@@ -35,10 +48,11 @@ struct sp_gen {
     int auth_ref;              /* scripts' resolver of token claims to a user, or LUA_NOREF */
 };
 
-/* Loads scripts/init.lua (and whatever it requires) into a new state. On success *out is the
- * caller's with one reference, to drop with sp_gen_unref(); err says "file:line: message". */
-int sp_gen_load(const struct sp_conf *conf, struct sp_worker *w, uint64_t number,
-                struct sp_gen **out, sp_err *err);
+/* Loads scripts/init.lua (and whatever it requires) into a new state, the spacer module made
+ * by openers (NULL-terminated). On success *out is the caller's with one reference, to drop
+ * with sp_gen_unref(); err says "file:line: message". */
+int sp_gen_load(const struct sp_conf *conf, int worker, const sp_gen_opener *openers,
+                uint64_t number, struct sp_gen **out, sp_err *err);
 void sp_gen_ref(struct sp_gen *gen);
 void sp_gen_unref(struct sp_gen *gen); /* closes the state at zero; NULL is fine */
 
@@ -48,12 +62,23 @@ int sp_gen_loadfile(struct sp_gen *gen, const char *path, sp_err *err);
 /* Pushes the scripts' global table (the sandbox). */
 void sp_gen_push_env(struct sp_gen *gen);
 
+/* Like luaL_checklstring, for text that reaches C as a NUL-terminated string: a string with
+ * an embedded NUL raises "bad argument #arg to 'f' (contains a NUL byte)" instead of being
+ * cut there. len may be NULL.  [-0, +0, v] */
+const char *sp_lua_checktext(lua_State *L, int arg, size_t *len);
+const char *sp_lua_opttext(lua_State *L, int arg, const char *def);
+
+/* Pushes a text for the error value at idx without running any of its metamethods (a
+ * __tostring that raises would be an unprotected error where the core logs it): a string or
+ * number as is, a table's message field, else its type.  [-0, +1, m] */
+void sp_lua_push_error_text(lua_State *L, int idx);
+
 /* The request behind a coroutine (set by the request runner), or NULL. */
 struct sp_req *sp_gen_req(lua_State *L);
 void sp_gen_set_req(lua_State *co, struct sp_req *req);
 struct sp_gen *sp_gen_of(lua_State *L);
 
 /* Arms the per-request instruction budget on a coroutine. */
-void sp_gen_arm_limits(struct sp_gen *gen, lua_State *co, struct sp_req *req);
+void sp_gen_arm_limits(struct sp_gen *gen, lua_State *co);
 
 #endif

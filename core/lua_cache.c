@@ -12,9 +12,10 @@
 #include <lauxlib.h>
 
 #include "cache.h"
+#include "gen.h"
 #include "lua_spacer.h"
 #include "pglisten.h"
-#include "worker.h"
+#include "req.h"
 
 static int l_cache_touch(lua_State *L)
 {
@@ -31,8 +32,9 @@ static int l_cache_touch(lua_State *L)
 static int l_cache_version(lua_State *L)
 {
     const char *tag = luaL_checkstring(L, 1);
+    struct sp_req *req = sp_gen_req(L);
 
-    if (sp_worker == NULL || !sp_listen_up(sp_worker->listen)) {
+    if (req == NULL || req->w == NULL || !sp_listen_up(req->w->listen)) {
         lua_pushnil(L);
         return 1;
     }

@@ -15,7 +15,7 @@
 #include "lua_spacer.h"
 #include "pgjson.h"
 #include "pgpool.h"
-#include "worker.h"
+#include "req.h"
 
 #define MAX_PARAMS 64
 

@@ -34,7 +34,7 @@
 #include "gen.h"
 #include "log.h"
 #include "metrics.h"
-#include "worker.h"
+#include "req.h"
 
 #define MAX_HEADERS_SIZE (64 * 1024) /* of a response's status line and headers */
 #define MAX_TIMEOUT_S    600.0
@@ -148,7 +148,7 @@ void sp_httpc_free(struct sp_httpc *hc)
     free(hc);
 }
 
-static struct sp_httpc *httpc_new(struct sp_worker *w, sp_err *err)
+static struct sp_httpc *httpc_new(struct sp_host *w, sp_err *err)
 {
     struct sp_httpc *hc = calloc(1, sizeof(*hc));
 
@@ -173,7 +173,7 @@ fail:
     return NULL;
 }
 
-int sp_httpc_start(struct sp_worker *w, sp_err *err)
+int sp_httpc_start(struct sp_host *w, sp_err *err)
 {
     if (w->httpc == NULL && (w->httpc = httpc_new(w, err)) == NULL)
         return -1;

@@ -1,25 +1,20 @@
 /* lua_ops.c: spacer.ops — what operators' routes need from the core: Prometheus text, every
  * worker's state, and a reload of all workers through the master (asynchronous: the asking
  * worker must keep its loop turning to reload itself). */
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 
 #include "conf.h"
 #include "gen.h"
 #include "json.h"
 #include "lua_spacer.h"
-#include "master.h"
 #include "metrics.h"
 #include "router.h"
-#include "worker.h"
+#include "req.h"
 
 /* spacer.ops.metrics() -> Prometheus exposition text */
 static int l_ops_metrics(lua_State *L)
@@ -122,46 +117,23 @@ static int l_ops_routes(lua_State *L)
     return 1;
 }
 
-struct reload_call {
-    struct sp_req *req;
-    struct bufferevent *bev;
-    int finished;
-};
-
-static void reload_finish(struct reload_call *rc, const char *failure)
+static void reload_done(struct sp_req *req, const char *answer, size_t len, const char *failure)
 {
-    struct sp_req *req = rc->req;
-    struct evbuffer *in = bufferevent_get_input(rc->bev);
-    size_t len = evbuffer_get_length(in);
     sp_err err;
 
-    if (rc->finished)
-        return;
-    rc->finished = 1;
     req->pending--;
-    if (failure == NULL && len > 0 &&
-        sp_json_decode(req->co, (const char *)evbuffer_pullup(in, -1), len, SP_JSON_MAX_DEPTH,
-                       &err) == 0) {
+    if (req->cancelled) {
+        sp_req_resume(req, 0);
+        return;
+    }
+    if (failure == NULL && answer != NULL && len > 0 &&
+        sp_json_decode(req->co, answer, len, SP_JSON_MAX_DEPTH, &err) == 0) {
         lua_pushnil(req->co);
     } else {
         lua_pushnil(req->co);
         lua_pushstring(req->co, failure ? failure : "no answer from the master");
     }
-    bufferevent_free(rc->bev);
-    free(rc);
     sp_req_resume(req, 2);
-}
-
-static void reload_event(struct bufferevent *bev, short what, void *arg)
-{
-    SP_UNUSED(bev);
-    if (what & BEV_EVENT_CONNECTED) {
-        bufferevent_write(bev, "reload\n", 7);
-        return;
-    }
-    reload_finish(arg, (what & BEV_EVENT_TIMEOUT) ? "the master did not answer in time"
-                       : (what & BEV_EVENT_EOF) ? NULL
-                                                : "cannot reach the master");
 }
 
 static int reload_cont(lua_State *L, int status, lua_KContext ctx)
@@ -179,34 +151,11 @@ static int reload_cont(lua_State *L, int status, lua_KContext ctx)
 static int l_ops_reload(lua_State *L)
 {
     struct sp_req *req = sp_gen_req(L);
-    struct sockaddr_un sa = {0};
-    struct reload_call *rc;
-    struct timeval tv = {20, 0};
-    char path[512];
+    const struct sp_ops *ops = req && req->w ? req->w->ops : NULL;
 
-    if (req == NULL || req->w == NULL || req->w->http == NULL)
+    if (ops == NULL || ops->reload == NULL)
         return luaL_error(L, "spacer.ops.reload works only in a server's request");
-    sp_master_ctl_path(req->w->conf, path, sizeof(path));
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return luaL_error(L, "control socket path too long");
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    if ((rc = calloc(1, sizeof(*rc))) == NULL)
-        return luaL_error(L, "out of memory");
-    rc->req = req;
-    rc->bev = bufferevent_socket_new(req->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (rc->bev == NULL) {
-        free(rc);
-        lua_pushnil(L);
-        lua_pushstring(L, "cannot create a socket to the master");
-        return 2;
-    }
-    bufferevent_setcb(rc->bev, NULL, NULL, reload_event, rc);
-    bufferevent_set_timeouts(rc->bev, &tv, &tv);
-    bufferevent_enable(rc->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(rc->bev, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        bufferevent_free(rc->bev);
-        free(rc);
+    if (ops->reload(ops->ctx, req, reload_done) != 0) {
         lua_pushnil(L);
         lua_pushstring(L, "cannot reach the master");
         return 2;

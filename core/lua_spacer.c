@@ -18,7 +18,9 @@
 #include "gen.h"
 #include "json.h"
 #include "log.h"
-#include "worker.h"
+#include "lua_http.h"
+#include "req.h"
+#include "timer.h"
 
 int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message)
 {
@@ -38,53 +40,6 @@ int sp_lua_http_error(lua_State *L, int status, const char *code, const char *me
     lua_rawgetp(L, LUA_REGISTRYINDEX, &sp_lua_error_mt_key);
     lua_setmetatable(L, -2);
     return lua_error(L);
-}
-
-const char *sp_lua_checktext(lua_State *L, int arg, size_t *len)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, arg, &n);
-
-    if (memchr(s, '\0', n) != NULL)
-        luaL_argerror(L, arg, "contains a NUL byte");
-    if (len != NULL)
-        *len = n;
-    return s;
-}
-
-const char *sp_lua_opttext(lua_State *L, int arg, const char *def)
-{
-    return lua_isnoneornil(L, arg) ? def : sp_lua_checktext(L, arg, NULL);
-}
-
-void sp_lua_push_error_text(lua_State *L, int idx)
-{
-    idx = lua_absindex(L, idx);
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING: lua_pushvalue(L, idx); return;
-    case LUA_TNUMBER:
-        lua_pushvalue(L, idx);
-        lua_tolstring(L, -1, NULL); /* the copy becomes a string */
-        return;
-    case LUA_TTABLE:
-        lua_pushliteral(L, "message");
-        if (lua_rawget(L, idx) == LUA_TSTRING) {
-            lua_pushliteral(L, "sqlstate");
-            if (lua_rawget(L, idx) == LUA_TSTRING) { /* a spacer.db error */
-                lua_pushfstring(L, "database error %s: ", lua_tostring(L, -1));
-                lua_rotate(L, -3, 1);
-                lua_pop(L, 1);
-                lua_concat(L, 2);
-            } else {
-                lua_pop(L, 1);
-            }
-            return;
-        }
-        lua_pop(L, 1);
-        break;
-    default: break;
-    }
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
 }
 
 /* ---- json ------------------------------------------------------------------- */
@@ -577,3 +532,9 @@ void sp_lua_open_crypto(lua_State *L)
     luaL_newlib(L, funcs);
     lua_setfield(L, -2, "crypto");
 }
+
+void (*const sp_lua_openers[])(lua_State *L) = {
+    sp_lua_open_json, sp_lua_open_log, sp_lua_open_time, sp_lua_open_crypto,
+    sp_lua_open_auth, sp_lua_open_db,  sp_lua_open_ops,  sp_lua_open_http,
+    sp_lua_open_timer, sp_lua_open_cache, NULL,
+};

@@ -16,6 +16,9 @@ void sp_lua_open_db(lua_State *L);
 void sp_lua_open_ops(lua_State *L);
 void sp_lua_open_cache(lua_State *L);
 
+/* All of the above, NULL-terminated: what a generation is loaded with (sp_gen_load()). */
+extern void (*const sp_lua_openers[])(lua_State *L);
+
 /* Time zones: seconds since the epoch <-> a zone's wall clock, DST-correct (tzdata). */
 int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err);
 int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err);
@@ -23,21 +26,7 @@ int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err
  * as a shaper and runs it without a Lua call) */
 int sp_lua_time_format(lua_State *L);
 
-/* Like luaL_checklstring, for text that reaches C as a NUL-terminated string: a string with
- * an embedded NUL raises "bad argument #arg to 'f' (contains a NUL byte)" instead of being
- * cut there. len may be NULL.  [-0, +0, v] */
-const char *sp_lua_checktext(lua_State *L, int arg, size_t *len);
-const char *sp_lua_opttext(lua_State *L, int arg, const char *def);
-
-/* The registry key of the spacer.error metatable (set by the prelude). */
-extern const char sp_lua_error_mt_key;
-
 /* Raises a spacer.error with status, code and message from C.  [-0, +0, v] */
 int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message);
-
-/* Pushes a text for the error value at idx without running any of its metamethods (a
- * __tostring that raises would be an unprotected error where the core logs it): a string or
- * number as is, a table's message field, else its type.  [-0, +1, m] */
-void sp_lua_push_error_text(lua_State *L, int idx);
 
 #endif

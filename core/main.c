@@ -12,6 +12,7 @@
 #include "conf.h"
 #include "gen.h"
 #include "log.h"
+#include "lua_spacer.h"
 #include "master.h"
 #include "migrate.h"
 #include "router.h"
@@ -57,7 +58,7 @@ static int cmd_check(const struct sp_conf *conf, int list)
     struct sp_gen *gen = NULL;
     sp_err err;
 
-    if (sp_gen_load(conf, NULL, 0, &gen, &err) != 0) {
+    if (sp_gen_load(conf, -1, sp_lua_openers, 0, &gen, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -28,6 +29,7 @@
 #include "conf.h"
 #include "gen.h"
 #include "log.h"
+#include "lua_spacer.h"
 #include "metrics.h"
 #include "worker.h"
 
@@ -115,7 +117,7 @@ static void spawn(struct master *m, int i)
         /* The worker takes a duplicate: the master's copy keeps the queue across a crash. */
         int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
         close(s->fd);
-        _exit(sp_worker_run(m->conf, i, fd, -1));
+        _exit(sp_worker_run(m->conf, i, fd, -1, m->ctl_path));
     }
     s->pid = pid;
     s->started_us = sp_now_us();
@@ -369,6 +371,17 @@ static int write_pid_file(const char *path, sp_err *err)
     return 0;
 }
 
+/* Every connection is a descriptor: take the hard limit (the workers inherit it). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int sp_master_run(const struct sp_conf *conf)
 {
     struct master m = {.conf = conf, .sigfd = -1, .ctlfd = -1, .inofd = -1};
@@ -378,12 +391,13 @@ int sp_master_run(const struct sp_conf *conf)
     int rc = 1, fd;
     uint64_t kill_at = 0;
 
+    raise_nofile();
     sp_log_init(conf->log_level, "master");
     if (conf->jwt_secret_generated)
         sp_log(SP_LOG_WARN, "no JWT secret configured: using a random one; tokens die with "
                             "this process (set JWT_SECRET_KEY or [auth] jwt_secret)");
     /* Load the scripts once here, so a broken script stops start-up with file:line. */
-    if (sp_gen_load(conf, NULL, 0, &probe, &err) != 0) {
+    if (sp_gen_load(conf, -1, sp_lua_openers, 0, &probe, &err) != 0) {
         sp_log(SP_LOG_ERROR, "scripts failed to load: %s", err.msg);
         fprintf(stderr, "spacer: %s\n", err.msg);
         return 1;

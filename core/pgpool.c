@@ -341,6 +341,28 @@ void sp_pool_stats(const struct sp_pool *pool, struct sp_pool_stats *out)
     }
 }
 
+int sp_pool_cancel(struct sp_pool *pool, void *arg)
+{
+    struct pgreq **pp, *req;
+    int n = 0;
+
+    if (pool == NULL)
+        return 0;
+    pool->waiting.tail = NULL;
+    for (pp = &pool->waiting.head; (req = *pp) != NULL;) {
+        if (req->arg == arg && req->kind != PGREQ_RESET) {
+            *pp = req->next;
+            pool->waiting.len--;
+            free(req);
+            n++;
+        } else {
+            pool->waiting.tail = req;
+            pp = &req->next;
+        }
+    }
+    return n;
+}
+
 /* ---- the pool: queue, dispatch, down time ------------------------------------------------- */
 
 /* Queues req, or answers SP_PG_BUSY (from the loop) when queue_max requests would wait. */

@@ -87,6 +87,10 @@ int sp_pool_query_on(struct sp_pgconn *conn, const char *sql, int nparams,
  * rolls it back before anyone else gets it; a broken one is closed and reconnected. */
 void sp_pool_release(struct sp_pgconn *conn);
 
+/* Drops the queries and acquires of arg still waiting for a connection: their callbacks will
+ * never run. Returns how many. A statement already on a connection still calls back. */
+int sp_pool_cancel(struct sp_pool *pool, void *arg);
+
 struct sp_pool_stats {
     int total, idle, busy, connecting; /* connections by state (busy: running or pinned);
                                         * total - the others: down, waiting to reconnect */

@@ -21,12 +21,17 @@
 #include "lua_http.h"
 #include "lua_spacer.h"
 #include "pgpool.h"
-#include "worker.h"
+#include "req.h"
 
 struct sp_runner {
-    struct sp_worker w;
+    struct sp_host w;
     int done, ok;
 };
+
+struct sp_host *sp_runner_host(struct sp_runner *r)
+{
+    return &r->w;
+}
 
 lua_State *sp_runner_state(struct sp_runner *r)
 {
@@ -46,8 +51,6 @@ int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *er
     r->w.conf = conf;
     r->w.index = 0;
     r->w.pid = getpid();
-    r->w.ctl_fd = -1;
-    sp_worker = &r->w;
     signal(SIGPIPE, SIG_IGN); /* as in a worker: a peer that closed is an error, not death */
     if ((r->w.base = event_base_new()) == NULL) {
         sp_err_set(err, "cannot create an event loop");
@@ -57,7 +60,7 @@ int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *er
         goto fail;
     if ((r->w.hasher = sp_hasher_new(r->w.base, 2, err)) == NULL)
         goto fail;
-    if (sp_gen_load(conf, &r->w, 1, &r->w.gen, err) != 0)
+    if (sp_gen_load(conf, 0, sp_lua_openers, 1, &r->w.gen, err) != 0)
         goto fail;
     *out = r;
     return 0;
@@ -70,14 +73,13 @@ void sp_runner_free(struct sp_runner *r)
 {
     if (r == NULL)
         return;
+    sp_req_log_flush(&r->w, 1);
     sp_gen_unref(r->w.gen);
     sp_hasher_free(r->w.hasher);
     sp_pool_free(r->w.pool);
     sp_httpc_free(r->w.httpc);
     if (r->w.base)
         event_base_free(r->w.base);
-    if (sp_worker == &r->w)
-        sp_worker = NULL;
     free(r);
 }
 
@@ -109,7 +111,7 @@ int sp_runner_call(struct sp_runner *r, int nargs, sp_err *err)
     req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     req->co = co;
     sp_gen_set_req(co, req);
-    sp_gen_arm_limits(req->gen, co, req);
+    sp_gen_arm_limits(req->gen, co);
     lua_xmove(L, co, nargs + 1);
     top = lua_gettop(L);
     r->done = 0;
@@ -121,8 +123,8 @@ int sp_runner_call(struct sp_runner *r, int nargs, sp_err *err)
         n = lua_gettop(co);
         lua_xmove(co, L, n);
     } else {
-        if (req->limit != SP_LIMIT_NONE)
-            lua_pushstring(L, req->limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
+        if (req->budget.limit != SP_LIMIT_NONE)
+            lua_pushstring(L, req->budget.limit == SP_LIMIT_MEMORY ? "script memory limit exceeded"
                                                             : "script instruction limit exceeded");
         else if (lua_type(co, -1) == LUA_TSTRING) {
             luaL_traceback(L, co, lua_tostring(co, -1), 0);

@@ -9,10 +9,13 @@
 
 struct sp_conf;
 struct sp_runner;
+struct sp_host;
 
 int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *err);
 void sp_runner_free(struct sp_runner *r);
 lua_State *sp_runner_state(struct sp_runner *r);
+/* The host its calls run on (loop, pool, hasher, generation), for tests that make requests. */
+struct sp_host *sp_runner_host(struct sp_runner *r);
 
 /* Calls the function under nargs arguments on top of the runner's state in a coroutine with
  * the limits armed, running the loop until it ends. Returns 0 with the results on the stack

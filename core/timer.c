@@ -21,7 +21,7 @@
 #include "log.h"
 #include "lua_spacer.h"
 #include "metrics.h"
-#include "worker.h"
+#include "req.h"
 
 #define MIN_EVERY_S   0.1
 #define MAX_EVERY_S   (7 * 86400.0)
@@ -48,7 +48,7 @@ struct sp_timer {
 /* A generation's timers. */
 struct sp_timers {
     struct sp_gen *gen;
-    struct sp_worker *w; /* the worker running them, from sp_timer_start */
+    struct sp_host *w; /* the worker running them, from sp_timer_start */
     int started, stopped;
     int n, cap, one_shots;
     unsigned long long seq;
@@ -131,15 +131,15 @@ static void remove_timer(struct sp_timers *set, struct sp_timer *t)
 /* ---- a run ---------------------------------------------------------------------- */
 
 /* A run counts as a request in flight: a draining worker waits for it. */
-static void run_arrived(struct sp_worker *w)
+static void run_arrived(struct sp_host *w)
 {
     w->inflight++;
 }
 
-static void run_left(struct sp_worker *w)
+static void run_left(struct sp_host *w)
 {
-    if (--w->inflight == 0 && w->draining)
-        event_base_loopexit(w->base, NULL);
+    if (--w->inflight == 0 && w->draining && w->on_idle != NULL)
+        w->on_idle(w);
 }
 
 static void run_done(struct sp_req *req, int ok)
@@ -147,7 +147,7 @@ static void run_done(struct sp_req *req, int ok)
     struct sp_timer *t = req->on_done_arg;
     struct sp_timers *set = t->set;
     struct sp_gen *gen = req->gen;
-    struct sp_worker *w = req->w;
+    struct sp_host *w = req->w;
     lua_State *co = req->co;
 
     t->runs++;
@@ -162,11 +162,11 @@ static void run_done(struct sp_req *req, int ok)
         n = (size_t)snprintf(fields, sizeof(fields), "\"timer\":\"");
         sp_json_escape(fields, sizeof(fields) - 4, &n, t->name);
         snprintf(fields + n, sizeof(fields) - n, "\"");
-        if (req->limit != SP_LIMIT_NONE) {
+        if (req->budget.limit != SP_LIMIT_NONE) {
             sp_log_fields(SP_LOG_ERROR, fields,
                           "timer %s (%s): script %s limit exceeded; run ended", t->name, t->source,
-                          req->limit == SP_LIMIT_MEMORY ? "memory" : "instruction");
-            if (req->limit == SP_LIMIT_MEMORY)
+                          req->budget.limit == SP_LIMIT_MEMORY ? "memory" : "instruction");
+            if (req->budget.limit == SP_LIMIT_MEMORY)
                 lua_gc(gen->L, LUA_GCCOLLECT);
         } else {
             struct sp_buf line = {0};
@@ -183,8 +183,10 @@ static void run_done(struct sp_req *req, int ok)
             sp_buf_free(&line);
         }
     }
-    if (req->cancel != NULL)
+    if (req->cancel != NULL) {
         req->cancel(req->cancel_arg);
+        req->cancel = NULL;
+    }
     sp_req_release_pins(req); /* rolls back a transaction left open */
     luaL_unref(gen->L, LUA_REGISTRYINDEX, req->co_ref);
     free(req);
@@ -197,7 +199,7 @@ static void run_done(struct sp_req *req, int ok)
 static void run(struct sp_timer *t)
 {
     struct sp_gen *gen = t->set->gen;
-    struct sp_worker *w = t->set->w;
+    struct sp_host *w = t->set->w;
     struct sp_req *req = calloc(1, sizeof(*req));
     lua_State *co;
 
@@ -216,7 +218,7 @@ static void run(struct sp_timer *t)
     req->co_ref = luaL_ref(gen->L, LUA_REGISTRYINDEX);
     req->co = co;
     sp_gen_set_req(co, req);
-    sp_gen_arm_limits(gen, co, req);
+    sp_gen_arm_limits(gen, co);
     lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
     t->running = req;
     run_arrived(w);
@@ -257,7 +259,7 @@ static int start_one(struct sp_timers *set, struct sp_timer *t)
     return 0;
 }
 
-void sp_timer_start(struct sp_worker *w, struct sp_gen *gen)
+void sp_timer_start(struct sp_host *w, struct sp_gen *gen)
 {
     struct sp_timers *set = timers_of(gen->L);
 

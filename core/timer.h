@@ -7,13 +7,13 @@
 #include <lua.h>
 
 struct sp_gen;
-struct sp_worker;
+struct sp_host;
 
 /* Sets spacer.timer on the table at the top of the stack (the spacer module). */
 void sp_lua_open_timer(lua_State *L);
 
 /* Arms the generation's timers on w's loop (the generation became w's current one). */
-void sp_timer_start(struct sp_worker *w, struct sp_gen *gen);
+void sp_timer_start(struct sp_host *w, struct sp_gen *gen);
 /* No new runs of the generation's timers (replaced, or the worker drains); a run in flight
  * finishes. NULL is fine. */
 void sp_timer_stop(struct sp_gen *gen);

@@ -1,836 +1,146 @@
-/* worker.c: one worker process. Its libevent loop serves HTTP with evhttp; each request that
- * matches a route runs the route's handler in a fresh coroutine of the current generation;
- * the handler's waits (database, hashing) yield and the loop goes on serving everyone else. */
+/* worker.c: one worker process. Its libevent loop serves HTTP connections (http.c) and hosts
+ * the requests (req.c) on the current script generation, the PostgreSQL pool and the hashing
+ * threads; it reloads on SIGHUP and drains on SIGTERM. */
 #include "worker.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
-#include <lauxlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "conf.h"
 #include "gen.h"
-#include "json.h"
+#include "http.h"
 #include "log.h"
 #include "lua_http.h"
 #include "lua_spacer.h"
 #include "metrics.h"
 #include "pglisten.h"
 #include "pgpool.h"
+#include "req.h"
 #include "timer.h"
 
-struct sp_worker *sp_worker;
+struct sp_worker {
+    struct sp_host host; /* first: the requests' view of the worker */
+    const struct sp_conf *conf;
+    int index;
+    struct event_base *base;
+    struct sp_http *http;
+    uint64_t next_gen;
+    char last_reload_error[512];
+    struct sp_ops ops;
+    char ctl_path[256];
+    struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *parent_check;
+    int ctl_fd; /* socket to the master, -1 when none */
+};
 
-static void req_finish(struct sp_req *req);
+/* ---- the HTTP layer's callbacks ------------------------------------------------------ */
 
-/* ---- replies ------------------------------------------------------------------ */
-
-static const char *reason_phrase(int status)
+static void http_request(void *ctx, struct sp_http_conn *c, struct sp_http_req *r)
 {
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return status < 400 ? "OK" : "Error";
-    }
+    struct sp_worker *w = ctx;
+
+    sp_req_arrive(&w->host, c, r);
 }
 
-static int origin_allowed(const struct sp_conf *c, const char *origin)
+static void http_cancel(void *ctx, struct sp_http_req *r)
 {
-    for (int i = 0; origin && i < c->ncors; i++)
-        if (strcmp(c->cors_origins[i], origin) == 0 || strcmp(c->cors_origins[i], "*") == 0)
-            return 1;
-    return 0;
+    SP_UNUSED(ctx);
+    sp_req_cancel(r);
 }
 
-/* Headers every response carries: request id, CORS for allowed origins. */
-static void common_headers(struct sp_req *req)
+static void http_refused(void *ctx, int status, const char *id, const char *method,
+                         const char *target)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
-    const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req->ev), "Origin");
+    struct sp_worker *w = ctx;
 
-    evhttp_add_header(out, "X-Request-Id", req->id);
-    if (origin_allowed(req->w->conf, origin)) {
-        evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
-        evhttp_add_header(out, "Vary", "Origin");
-        evhttp_add_header(out, "Access-Control-Expose-Headers",
-                          "X-Total-Count, Link, X-Request-Id, Retry-After");
-    }
-    if (req->w->draining)
-        evhttp_add_header(out, "Connection", "close");
+    sp_req_log_refused(&w->host, status, id, method, target);
 }
 
-static void send_body(struct sp_req *req, int status, const char *ctype, const char *body,
-                      size_t len)
+static void http_make_id(void *ctx, char *buf, size_t cap)
 {
-    struct evbuffer *buf = evhttp_request_get_output_buffer(req->ev);
+    struct sp_worker *w = ctx;
 
-    common_headers(req);
-    if (ctype != NULL)
-        evhttp_add_header(evhttp_request_get_output_headers(req->ev), "Content-Type", ctype);
-    if (len > 0)
-        evbuffer_add(buf, body, len);
-    req->status = status;
-    req->bytes = len;
-    evhttp_send_reply(req->ev, status, reason_phrase(status), NULL);
+    sp_req_make_id(&w->host, buf, cap);
 }
 
-/* {"error": message, "code": code} (+ "message" on the old web app's paths) */
-static void send_error(struct sp_req *req, int status, const char *code, const char *message)
+/* ---- spacer.ops.reload: a round trip to the master's control socket -------------------- */
+
+struct reload_call {
+    struct sp_req *req;
+    struct bufferevent *bev;
+    void (*done)(struct sp_req *req, const char *answer, size_t len, const char *failure);
+    int finished;
+};
+
+static void reload_finish(struct reload_call *rc, const char *failure)
 {
-    struct sp_buf b = {0};
-
-    sp_buf_adds(&b, "{\"error\":");
-    sp_json_add_string(&b, message, strlen(message));
-    sp_buf_adds(&b, ",\"code\":");
-    sp_json_add_string(&b, code, strlen(code));
-    if (req->route != NULL && req->route->compat) {
-        sp_buf_adds(&b, ",\"message\":");
-        sp_json_add_string(&b, message, strlen(message));
-    }
-    if (status >= 500) {
-        sp_buf_adds(&b, ",\"request_id\":");
-        sp_json_add_string(&b, req->id, strlen(req->id));
-    }
-    sp_buf_addc(&b, '}');
-    send_body(req, status, "application/json; charset=utf-8", b.data, b.len);
-    sp_buf_free(&b);
-}
-
-/* ---- the end of a handler --------------------------------------------------------- */
-
-/* Whether a Lua table of headers can be sent as it is: a name or value with a NUL byte would
- * be cut short (headers are C strings below), so it is refused; names the first bad one. */
-static int lua_headers_ok(lua_State *co, int idx, char *bad, size_t cap)
-{
-    int ok = 1;
-
-    if (!lua_istable(co, idx))
-        return 1;
-    lua_pushnil(co);
-    while (ok && lua_next(co, idx) != 0) {
-        size_t nlen, vlen;
-        if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
-            const char *name = lua_tolstring(co, -2, &nlen), *value = lua_tolstring(co, -1, &vlen);
-            if (memchr(name, '\0', nlen) != NULL || memchr(value, '\0', vlen) != NULL) {
-                snprintf(bad, cap, "%s", name);
-                ok = 0;
-                lua_pop(co, 1);
-            }
-        }
-        lua_pop(co, 1);
-    }
-    return ok;
-}
-
-/* Copies a Lua table of headers (name -> string) to the response. */
-static void add_lua_headers(struct sp_req *req, lua_State *co, int idx)
-{
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
-
-    if (!lua_istable(co, idx))
-        return;
-    lua_pushnil(co);
-    while (lua_next(co, idx) != 0) {
-        if (lua_type(co, -2) == LUA_TSTRING && (lua_isstring(co, -1))) {
-            const char *name = lua_tostring(co, -2);
-            lua_pushvalue(co, -1);
-            const char *value = lua_tostring(co, -1);
-            if (strcasecmp(name, "Content-Type") == 0)
-                evhttp_remove_header(out, "Content-Type");
-            evhttp_add_header(out, name, value);
-            lua_pop(co, 1);
-        }
-        lua_pop(co, 1);
-    }
-}
-
-static int has_header(struct sp_req *req, const char *name)
-{
-    return evhttp_find_header(evhttp_request_get_output_headers(req->ev), name) != NULL;
-}
-
-/* ---- conditional GET and the answer cache ------------------------------------------- */
-
-static const char *if_none_match(struct sp_req *req)
-{
-    return evhttp_find_header(evhttp_request_get_input_headers(req->ev), "If-None-Match");
-}
-
-/* A 200 with an ETag, or a 304 when the client has it already. */
-static void reply_etagged(struct sp_req *req, const char *etag, const char *headers,
-                          size_t headers_len, const char *body, size_t len)
-{
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
-
-    evhttp_add_header(out, "ETag", etag);
-    if (sp_cache_etag_matches(if_none_match(req), etag)) {
-        send_body(req, 304, NULL, NULL, 0);
-        return;
-    }
-    for (const char *p = headers, *e = headers + headers_len; p < e;) {
-        const char *value = p + strlen(p) + 1;
-        evhttp_add_header(out, p, value);
-        p = value + strlen(value) + 1;
-    }
-    send_body(req, 200, "application/json; charset=utf-8", body, len);
-}
-
-/* A GET of a route with etag, before its handler: 1 when answered from the cache. */
-static int cache_answer(struct sp_req *req, const char *path, const char *query)
-{
-    const struct sp_route *rt = req->route;
-    struct sp_worker *w = req->w;
-    const struct sp_cache_entry *e;
-    struct sp_buf key = {0};
-
-    req->etag = 1;
-    if (rt->ncache_tags == 0 || w->cache == NULL)
-        return 0;
-    if (!sp_listen_up(w->listen)) {
-        metrics_cache_miss();
-        return 0; /* changes may be missed now: never serve nor store */
-    }
-    for (int i = 0; i < rt->ncache_tags; i++)
-        req->cache_versions[i] = sp_cache_version(rt->cache_tags[i]);
-    sp_buf_adds(&key, path);
-    if (query != NULL) {
-        sp_buf_addc(&key, '?');
-        sp_buf_adds(&key, query);
-    }
-    sp_buf_addc(&key, '\0');
-    e = sp_cache_get(w->cache, key.data, req->gen->number, req->cache_versions, rt->ncache_tags);
-    if (e == NULL) {
-        metrics_cache_miss();
-        req->cache_key = key.data; /* the handler's answer goes there */
-        return 0;
-    }
-    sp_buf_free(&key);
-    metrics_cache_hit();
-    reply_etagged(req, e->etag, e->headers, e->headers_len, e->body, e->body_len);
-    return 1;
-}
-
-/* A 200 JSON answer of a route with etag: tagged, kept when it may be, sent or a 304. */
-static void reply_tagged(struct sp_req *req, lua_State *co, int hidx, const struct sp_buf *b)
-{
-    struct sp_buf h = {0};
-    char etag[SP_CACHE_ETAG_LEN];
-
-    if (hidx > 0 && lua_istable(co, hidx)) {
-        lua_pushnil(co);
-        while (lua_next(co, hidx) != 0) { /* Stack: k, v */
-            if (lua_type(co, -2) == LUA_TSTRING && lua_isstring(co, -1)) {
-                lua_pushvalue(co, -1);
-                sp_buf_adds(&h, lua_tostring(co, -3));
-                sp_buf_addc(&h, '\0');
-                sp_buf_adds(&h, lua_tostring(co, -1));
-                sp_buf_addc(&h, '\0');
-                lua_pop(co, 1);
-            }
-            lua_pop(co, 1);
-        }
-    }
-    sp_cache_etag(b->data, b->len, h.data, h.len, etag);
-    if (req->cache_key != NULL)
-        sp_cache_put(req->w->cache, req->cache_key, req->gen->number, req->cache_versions,
-                     req->route->ncache_tags, etag, h.data, h.len, b->data, b->len);
-    /* The headers went out already (add_lua_headers): only the ETag and the body remain. */
-    reply_etagged(req, etag, NULL, 0, b->data, b->len);
-    sp_buf_free(&h);
-}
-
-/* The handler returned: status, body[, headers] are at 1..n on the coroutine. */
-static void reply_results(struct sp_req *req, int nres)
-{
-    lua_State *co = req->co;
-    struct sp_buf b = {0};
-    sp_err err;
-    int status;
-
-    if (nres < 1 || !lua_isinteger(co, 1) || lua_tointeger(co, 1) < 100 ||
-        lua_tointeger(co, 1) > 599) {
-        sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: handler must return status, body[, headers]",
-                      req->id, req->route->source);
-        send_error(req, 500, "script_error", "internal error");
-        return;
-    }
-    status = (int)lua_tointeger(co, 1);
-    if (nres >= 3) {
-        char bad[128];
-        if (!lua_headers_ok(co, 3, bad, sizeof(bad))) {
-            sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: response header %s contains a NUL byte",
-                          req->id, req->route->source, bad);
-            send_error(req, 500, "script_error", "internal error");
-            return;
-        }
-        add_lua_headers(req, co, 3);
-    }
-    if (nres < 2 || lua_isnil(co, 2)) {
-        send_body(req, status, NULL, NULL, 0);
-        return;
-    }
-    if (lua_type(co, 2) == LUA_TSTRING) {
-        size_t len;
-        const char *s = lua_tolstring(co, 2, &len);
-        send_body(req, status, has_header(req, "Content-Type") ? NULL : "text/plain; charset=utf-8",
-                  s, len);
-        return;
-    }
-    if (sp_json_encode(co, 2, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
-        sp_log(SP_LOG_ERROR, "%s %s: %s", req->id, req->route->source, err.msg);
-        send_error(req, 500, "script_error", "internal error");
-    } else if (req->etag && status == 200 && !has_header(req, "Content-Type")) {
-        reply_tagged(req, co, nres >= 3 ? 3 : 0, &b);
-    } else {
-        send_body(req, status,
-                  has_header(req, "Content-Type") ? NULL : "application/json; charset=utf-8",
-                  b.data, b.len);
-    }
-    sp_buf_free(&b);
-}
-
-/* A spacer.error table at the top of co: the reply it asks for. */
-static void reply_http_error(struct sp_req *req)
-{
-    lua_State *co = req->co;
-    int e = lua_gettop(co);
-    struct sp_buf b = {0};
-    int status;
-    sp_err err;
-
-    lua_getfield(co, e, "status");
-    status = lua_isinteger(co, -1) ? (int)lua_tointeger(co, -1) : 500;
-    if (status < 400 || status > 599)
-        status = 500;
-    lua_getfield(co, e, "headers");
-    {
-        char bad[128];
-        if (!lua_headers_ok(co, lua_gettop(co), bad, sizeof(bad))) {
-            sp_log_fields(SP_LOG_ERROR, NULL, "%s: error header %s contains a NUL byte", req->id,
-                          bad);
-            send_error(req, 500, "script_error", "internal error");
-            return;
-        }
-    }
-    add_lua_headers(req, co, lua_gettop(co));
-    lua_settop(co, e);
-
-    lua_createtable(co, 0, 6); /* the body */
-    lua_getfield(co, e, "extra");
-    if (lua_istable(co, -1)) {
-        lua_pushnil(co);
-        while (lua_next(co, -2) != 0) {
-            lua_pushvalue(co, -2);
-            lua_insert(co, -2);
-            lua_rawset(co, e + 1);
-        }
-    }
-    lua_pop(co, 1);
-    lua_getfield(co, e, "message");
-    lua_pushvalue(co, -1);
-    lua_setfield(co, e + 1, "error");
-    if (req->route != NULL && req->route->compat)
-        lua_setfield(co, e + 1, "message");
-    else
-        lua_pop(co, 1);
-    lua_getfield(co, e, "code");
-    lua_setfield(co, e + 1, "code");
-    lua_getfield(co, e, "fields");
-    lua_setfield(co, e + 1, "fields");
-    if (status >= 500) {
-        lua_pushstring(co, req->id);
-        lua_setfield(co, e + 1, "request_id");
-    }
-    if (sp_json_encode(co, e + 1, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
-        send_error(req, 500, "script_error", "internal error");
-    } else {
-        send_body(req, status, "application/json; charset=utf-8", b.data, b.len);
-    }
-    sp_buf_free(&b);
-}
-
-static int is_http_error(lua_State *co, int idx)
-{
-    int yes = 0;
-
-    if (lua_getmetatable(co, idx)) {
-        lua_rawgetp(co, LUA_REGISTRYINDEX, &sp_lua_error_mt_key);
-        yes = lua_rawequal(co, -1, -2);
-        lua_pop(co, 2);
-    }
-    return yes;
-}
-
-static void reply_failure(struct sp_req *req)
-{
-    lua_State *co = req->co, *L = req->gen->L;
-    const char *msg, *where = req->route ? req->route->source : "?";
-
-    if (req->limit != SP_LIMIT_NONE) {
-        const char *what = req->limit == SP_LIMIT_MEMORY ? "memory" : "instruction";
-        sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: script %s limit exceeded; request ended",
-                      req->id, where, what);
-        if (req->ev != NULL)
-            send_error(req, 500, "script_limit", req->limit == SP_LIMIT_MEMORY
-                                                     ? "script memory limit exceeded"
-                                                     : "script instruction limit exceeded");
-        metrics_script_error();
-        if (req->limit == SP_LIMIT_MEMORY)
-            lua_gc(L, LUA_GCCOLLECT);
-        return;
-    }
-    if (is_http_error(co, -1)) {
-        if (req->ev != NULL)
-            reply_http_error(req);
-        return;
-    }
-    lua_pushliteral(co, "script error: ");
-    sp_lua_push_error_text(co, -2); /* the whole message, NUL bytes included; no metamethod */
-    lua_pushliteral(co, "\n");
-    luaL_traceback(co, co, NULL, 0);
-    lua_concat(co, 4);
-    {
-        char fields[200];
-        size_t len;
-        snprintf(fields, sizeof(fields), "\"request_id\":\"%s\",\"route\":\"%s\"", req->id,
-                 where);
-        msg = lua_tolstring(co, -1, &len);
-        sp_log_text(SP_LOG_ERROR, fields, msg, len);
-    }
-    metrics_script_error();
-    if (req->ev != NULL)
-        send_error(req, 500, "script_error", "internal error");
-}
-
-void sp_req_resume(struct sp_req *req, int nargs)
-{
-    int nres = 0, st;
-    struct sp_gen *gen = req->gen;
-
-    gen->running = req;
-    st = lua_resume(req->co, NULL, nargs, &nres);
-    gen->running = NULL;
-    if (st == LUA_YIELD) {
-        if (req->pending > 0)
-            return; /* an I/O completion will resume it */
-        lua_pushliteral(req->co, "coroutine yielded outside of an I/O call");
-        st = LUA_ERRRUN;
-    }
-    if (req->on_done != NULL) {
-        req->on_done(req, st == LUA_OK);
-        return;
-    }
-    if (st == LUA_OK)
-        reply_results(req, nres);
-    else
-        reply_failure(req);
-    req_finish(req);
-}
-
-void sp_req_start(struct sp_req *req, int nargs)
-{
-    sp_req_resume(req, nargs);
-}
-
-void sp_req_release_pins(struct sp_req *req)
-{
-    while (req->npins > 0)
-        sp_pool_release(req->pins[--req->npins]); /* rolls back an open transaction */
-}
-
-/* ---- a request's way ------------------------------------------------------------- */
-
-static void access_log(struct sp_req *req, const char *method, const char *path)
-{
-    char line[1024];
-    size_t n = 0;
-    uint64_t dur = sp_now_us() - req->start_us;
-
-    metrics_observe(req->route ? req->route->pattern : "unmatched", method, req->status, dur);
-    if (!req->w->conf->access_log)
-        return;
-    n = (size_t)snprintf(line, sizeof(line), "{\"type\":\"access\",\"time\":%ld,\"request_id\":\"",
-                         (long)time(NULL));
-    sp_json_escape(line, sizeof(line) - 200, &n, req->id);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"method\":\"%s\",\"path\":\"", method);
-    sp_json_escape(line, sizeof(line) - 200, &n, path);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"route\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &n, req->route ? req->route->pattern : "");
-    n += (size_t)snprintf(line + n, sizeof(line) - n,
-                          "\",\"status\":%d,\"bytes\":%zu,\"duration_us\":%llu,\"worker\":%d}\n",
-                          req->status, req->bytes, (unsigned long long)dur, req->w->index);
-    sp_log_raw(line, n);
-}
-
-static const char *method_name(enum evhttp_cmd_type t)
-{
-    switch (t) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    default: return "OTHER";
-    }
-}
-
-static void req_finish(struct sp_req *req)
-{
-    if (req->ev != NULL) {
-        const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req->ev));
-        access_log(req, method_name(evhttp_request_get_command(req->ev)), path ? path : "");
-    }
-    if (req->cancel != NULL)
-        req->cancel(req->cancel_arg); /* ended while waiting: stop what it waits on */
-    sp_req_release_pins(req);
-    free(req->cache_key);
-    if (req->co != NULL)
-        luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
-    sp_gen_unref(req->gen);
-    free(req);
-}
-
-/* The reply has left (written to the socket): only now may a draining worker exit. */
-static void on_complete(struct evhttp_request *ev, void *arg)
-{
-    struct sp_worker *w = arg;
-
-    SP_UNUSED(ev);
-    if (--w->inflight == 0 && w->draining)
-        event_base_loopexit(w->base, NULL);
-}
-
-/* An X-Request-Id from the client is kept when it is short and printable. */
-static void assign_id(struct sp_req *req)
-{
-    const char *given =
-        evhttp_find_header(evhttp_request_get_input_headers(req->ev), "X-Request-Id");
-    size_t n = given ? strlen(given) : 0;
-
-    if (n > 0 && n < sizeof(req->id)) {
-        int ok = 1;
-        for (size_t i = 0; i < n && ok; i++)
-            ok = given[i] > 0x20 && given[i] < 0x7f && given[i] != '"' && given[i] != '\\';
-        if (ok) {
-            memcpy(req->id, given, n + 1);
-            return;
-        }
-    }
-    snprintf(req->id, sizeof(req->id), "%08x-%d-%llx", req->w->id_salt, req->w->index,
-             (unsigned long long)++req->w->reqseq);
-}
-
-static void preflight(struct sp_req *req, const char *path)
-{
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
-    const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req->ev), "Origin");
-    char allow[128], methods[160];
-
-    if (!sp_router_allow(req->w->gen->router, path, allow, sizeof(allow))) {
-        send_error(req, 404, "not_found", "no such resource");
-        return;
-    }
-    snprintf(methods, sizeof(methods), "%s, OPTIONS", allow);
-    if (origin_allowed(req->w->conf, origin)) {
-        evhttp_add_header(out, "Access-Control-Allow-Methods", methods);
-        evhttp_add_header(out, "Access-Control-Allow-Headers",
-                          "Authorization, Content-Type, Idempotency-Key, X-Request-Id");
-        evhttp_add_header(out, "Access-Control-Max-Age", "600");
-    }
-    evhttp_add_header(out, "Allow", methods);
-    send_body(req, 204, NULL, NULL, 0);
-}
-
-/* Sets the query string's parameters (decoded, with their lengths: a %00 stays a NUL byte for
- * the validator to refuse, never a cut) on the table at the top of co. As
- * evhttp_parse_query_str: "+" is a space; a part without "=" or a name makes it all void. */
-static void push_query(lua_State *co, const char *query)
-{
-    char *copy, *save = NULL, *part;
-
-    if (query == NULL || *query == '\0')
-        return;
-    for (const char *p = query; p != NULL; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-        size_t n = strcspn(p, "&");
-        const char *eq = memchr(p, '=', n);
-        if (n > 0 && (eq == NULL || eq == p))
-            return;
-    }
-    if ((copy = strdup(query)) == NULL)
-        return;
-    for (part = strtok_r(copy, "&", &save); part; part = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(part, '='), *k, *v;
-        size_t klen, vlen;
-        *eq = '\0';
-        k = evhttp_uridecode(part, 1, &klen);
-        v = evhttp_uridecode(eq + 1, 1, &vlen);
-        if (k != NULL && v != NULL) {
-            lua_pushlstring(co, k, klen);
-            lua_pushlstring(co, v, vlen);
-            lua_rawset(co, -3);
-        }
-        free(k);
-        free(v);
-    }
-    free(copy);
-}
-
-/* Pushes the Lua request table. */
-static void push_request(struct sp_req *req, lua_State *co, const struct sp_match *m,
-                         const char *method, const char *path, const char *query)
-{
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req->ev);
-    struct evkeyval *kv;
-    char peer_buf[64] = "";
-    const char *peer = NULL;
-    ev_uint16_t port;
-
-    lua_createtable(co, 0, 14);
-    lua_pushstring(co, req->id);
-    lua_setfield(co, -2, "id");
-    lua_pushstring(co, method);
-    lua_setfield(co, -2, "method");
-    lua_pushstring(co, path);
-    lua_setfield(co, -2, "path");
-    lua_pushstring(co, m->route->pattern);
-    lua_setfield(co, -2, "route");
-    lua_pushboolean(co, m->route->compat);
-    lua_setfield(co, -2, "compat");
-
-    lua_createtable(co, 0, m->nparams);
-    for (int i = 0; i < m->nparams; i++) {
-        if (m->params[i].is_int)
-            lua_pushinteger(co, (lua_Integer)m->params[i].ival);
-        else
-            lua_pushlstring(co, m->params[i].value, m->params[i].len);
-        lua_setfield(co, -2, m->params[i].name);
-    }
-    lua_setfield(co, -2, "params");
-
-    lua_newtable(co);
-    push_query(co, query);
-    lua_setfield(co, -2, "query");
-
-    lua_newtable(co);
-    TAILQ_FOREACH(kv, in, next)
-    {
-        char name[128];
-        size_t i;
-        for (i = 0; kv->key[i] && i < sizeof(name) - 1; i++)
-            name[i] = (char)((kv->key[i] >= 'A' && kv->key[i] <= 'Z') ? kv->key[i] + 32
-                                                                      : kv->key[i]);
-        name[i] = '\0';
-        lua_pushstring(co, kv->value);
-        lua_setfield(co, -2, name);
-    }
-    lua_setfield(co, -2, "headers");
-
-    if (req->w->conf->trust_proxy)
-        peer = evhttp_find_header(in, "X-Forwarded-For");
-    if (peer != NULL) {
-        snprintf(peer_buf, sizeof(peer_buf), "%.*s", (int)strcspn(peer, ", "), peer);
-    } else {
-        char *addr = NULL;
-        evhttp_connection_get_peer(evhttp_request_get_connection(req->ev), &addr, &port);
-        snprintf(peer_buf, sizeof(peer_buf), "%s", addr ? addr : "");
-    }
-    lua_pushstring(co, peer_buf);
-    lua_setfield(co, -2, "ip");
-}
-
-static int is_json_type(const char *ctype)
-{
-    size_t n;
-
-    if (ctype == NULL)
-        return 0;
-    n = strcspn(ctype, ";");
-    while (n > 0 && ctype[n - 1] == ' ')
-        n--;
-    return (n == 16 && strncasecmp(ctype, "application/json", 16) == 0) ||
-           (n > 5 && strncasecmp(ctype + n - 5, "+json", 5) == 0);
-}
-
-/* Pushes the body onto co: nil, or the decoded object; or replies an error and returns -1. */
-static int push_body(struct sp_req *req, lua_State *co, const char *method, lua_State *L,
-                     int raw)
-{
-    struct evbuffer *in = evhttp_request_get_input_buffer(req->ev);
+    struct evbuffer *in = bufferevent_get_input(rc->bev);
     size_t len = evbuffer_get_length(in);
-    const char *ctype;
-    const char *data;
-    sp_err err;
+    const char *answer = len > 0 ? (const char *)evbuffer_pullup(in, -1) : NULL;
 
-    SP_UNUSED(L);
-    if (len == 0) {
-        lua_pushnil(co);
-        return 0;
-    }
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
-        send_error(req, 400, "bad_request", "a GET request must not carry a body");
-        return -1;
-    }
-    data = (const char *)evbuffer_pullup(in, -1);
-    if (raw) {
-        lua_pushlstring(co, data, len);
-        return 0;
-    }
-    ctype = evhttp_find_header(evhttp_request_get_input_headers(req->ev), "Content-Type");
-    if (!is_json_type(ctype)) {
-        send_error(req, 415, "unsupported_media_type",
-                   "the request body must be JSON (Content-Type: application/json)");
-        return -1;
-    }
-    if (sp_json_decode(co, data, len, SP_JSON_MAX_DEPTH, &err) != 0) {
-        send_error(req, 400, "invalid_json", err.msg);
-        return -1;
-    }
-    if (!lua_istable(co, -1) || lua_getmetatable(co, -1)) {
-        send_error(req, 400, "invalid_json", "the request body must be a JSON object");
-        return -1;
-    }
-    return 0;
+    if (rc->finished)
+        return;
+    rc->finished = 1;
+    rc->done(rc->req, failure ? NULL : answer, failure ? 0 : len, failure);
+    bufferevent_free(rc->bev);
+    free(rc);
 }
 
-/* Verifies the bearer token; pushes the claims table, or replies 401 and returns -1. */
-static int push_claims(struct sp_req *req, lua_State *co)
+static void reload_event(struct bufferevent *bev, short what, void *arg)
 {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req->ev), "Authorization");
-    const struct sp_conf *c = req->w->conf;
-    struct sp_jwt_conf jc = {(const unsigned char *)c->jwt_secret, strlen(c->jwt_secret),
-                             c->token_lifetime_s, c->leeway_s};
-    struct sp_jwt_claims claims;
-    sp_err err;
-
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
-        evhttp_add_header(evhttp_request_get_output_headers(req->ev), "WWW-Authenticate",
-                          "Bearer");
-        send_error(req, 401, "missing_token", "authentication required: send a Bearer token");
-        return -1;
-    }
-    if (sp_jwt_verify(&jc, h + 7, time(NULL), &claims, &err) != 0) {
-        evhttp_add_header(evhttp_request_get_output_headers(req->ev), "WWW-Authenticate",
-                          "Bearer error=\"invalid_token\"");
-        char msg[300];
-        snprintf(msg, sizeof(msg), "invalid token: %s", err.msg);
-        send_error(req, 401, "invalid_token", msg);
-        return -1;
-    }
-    lua_createtable(co, 0, 4);
-    lua_pushinteger(co, claims.sub);
-    lua_setfield(co, -2, "sub");
-    lua_pushstring(co, claims.role);
-    lua_setfield(co, -2, "role");
-    lua_pushstring(co, claims.jti);
-    lua_setfield(co, -2, "jti");
-    lua_pushinteger(co, claims.exp);
-    lua_setfield(co, -2, "exp");
-    return 0;
-}
-
-static void on_request(struct evhttp_request *ev, void *arg)
-{
-    struct sp_worker *w = arg;
-    struct sp_req *req = calloc(1, sizeof(*req));
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-    const char *method = method_name(evhttp_request_get_command(ev));
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    struct sp_match m;
-    struct sp_gen *gen;
-    lua_State *L, *co;
-
-    if (req == NULL) {
-        evhttp_send_error(ev, 503, "out of memory");
+    if (what & BEV_EVENT_CONNECTED) {
+        bufferevent_write(bev, "reload\n", 7);
         return;
     }
-    req->w = w;
-    req->ev = ev;
-    req->start_us = sp_now_us();
-    req->co_ref = LUA_NOREF;
-    w->inflight++;
-    evhttp_request_set_on_complete_cb(ev, on_complete, w);
-    req->gen = gen = w->gen;
-    sp_gen_ref(gen);
-    assign_id(req);
-    if (path == NULL || path[0] != '/') {
-        send_error(req, 400, "bad_request", "malformed request path");
-        goto done;
-    }
-    if (strcmp(method, "OPTIONS") == 0) {
-        preflight(req, path);
-        goto done;
-    }
-    switch (sp_router_match(gen->router, method, path, &m)) {
-    case SP_MATCH_NOT_FOUND: send_error(req, 404, "not_found", "no such resource"); goto done;
-    case SP_MATCH_BAD_METHOD:
-        evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow", m.allow);
-        send_error(req, 405, "method_not_allowed", "method not allowed on this resource");
-        goto done;
-    case SP_MATCH_OK: break;
-    }
-    req->route = m.route;
-    if (m.route->etag && strcmp(method, "GET") == 0 &&
-        cache_answer(req, path, evhttp_uri_get_query(uri)))
-        goto done;
-    L = gen->L;
-    co = lua_newthread(L);
-    req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    req->co = co;
-    sp_gen_set_req(co, req);
-    sp_gen_arm_limits(gen, co, req);
+    reload_finish(arg, (what & BEV_EVENT_TIMEOUT) ? "the master did not answer in time"
+                       : (what & BEV_EVENT_EOF) ? NULL
+                                                : "cannot reach the master");
+}
 
-    lua_rawgeti(co, LUA_REGISTRYINDEX, gen->run_ref);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, m.route->ref);
-    push_request(req, co, &m, method, path, evhttp_uri_get_query(uri));
-    lua_getfield(co, -2, "opts");
-    lua_getfield(co, -1, "raw_body");
-    int raw = lua_toboolean(co, -1);
-    lua_pop(co, 2);
-    if (push_body(req, co, method, L, raw) != 0)
-        goto done;
-    lua_setfield(co, -2, raw ? "raw_body" : "body");
-    if (m.route->auth) {
-        if (push_claims(req, co) != 0)
-            goto done;
-    } else {
-        lua_pushnil(co);
+static int ops_reload(void *ctx, struct sp_req *req,
+                      void (*done)(struct sp_req *req, const char *answer, size_t len,
+                                   const char *failure))
+{
+    struct sp_worker *w = ctx;
+    struct sockaddr_un sa = {0};
+    struct reload_call *rc;
+    struct timeval tv = {20, 0};
+
+    if (strlen(w->ctl_path) >= sizeof(sa.sun_path) || w->ctl_path[0] == '\0')
+        return -1;
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, w->ctl_path, strlen(w->ctl_path) + 1);
+    if ((rc = calloc(1, sizeof(*rc))) == NULL)
+        return -1;
+    rc->req = req;
+    rc->done = done;
+    rc->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (rc->bev == NULL) {
+        free(rc);
+        return -1;
     }
-    sp_req_start(req, 3);
-    return;
-done:
-    req_finish(req);
+    bufferevent_setcb(rc->bev, NULL, NULL, reload_event, rc);
+    bufferevent_set_timeouts(rc->bev, &tv, &tv);
+    bufferevent_enable(rc->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(rc->bev, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        bufferevent_free(rc->bev);
+        free(rc);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- process ---------------------------------------------------------------------- */
@@ -843,17 +153,17 @@ static void publish(struct sp_worker *w)
 
     if (wi == NULL)
         return;
-    sp_pool_stats(w->pool, &ps);
-    wi->pid = w->pid;
+    sp_pool_stats(w->host.pool, &ps);
+    wi->pid = w->host.pid;
     wi->alive = 1;
-    wi->generation = w->gen->number;
-    wi->loaded_at = w->gen->loaded_at;
+    wi->generation = w->host.gen->number;
+    wi->loaded_at = w->host.gen->loaded_at;
     wi->pool_total = ps.total;
     wi->pool_idle = ps.idle;
     wi->pool_busy = ps.busy;
     wi->pool_connecting = ps.connecting;
     wi->pool_queued = ps.queued;
-    wi->lua_memory = w->gen->mem_used;
+    wi->lua_memory = w->host.gen->mem_used;
 }
 
 /* Records a reload's outcome; the sequence number moves last, when the rest is written. */
@@ -875,10 +185,10 @@ static void reload(struct sp_worker *w)
     struct sp_gen *gen = NULL;
     sp_err err;
 
-    if (sp_gen_load(w->conf, w, w->next_gen, &gen, &err) != 0) {
+    if (sp_gen_load(w->conf, w->index, sp_lua_openers, w->next_gen, &gen, &err) != 0) {
         snprintf(w->last_reload_error, sizeof(w->last_reload_error), "%s", err.msg);
         sp_log(SP_LOG_ERROR, "reload failed, generation %llu keeps serving: %s",
-               (unsigned long long)w->gen->number, err.msg);
+               (unsigned long long)w->host.gen->number, err.msg);
         metrics_reload(0);
         publish_reload(w, 0);
         return;
@@ -888,10 +198,10 @@ static void reload(struct sp_worker *w)
     sp_log(SP_LOG_INFO, "generation %llu loaded in %.1f ms (%d routes)",
            (unsigned long long)gen->number, gen->load_us / 1000.0,
            sp_router_count(gen->router));
-    sp_timer_stop(w->gen);
-    sp_gen_unref(w->gen); /* in-flight requests keep the old one alive */
-    w->gen = gen;
-    sp_timer_start(w, gen);
+    sp_timer_stop(w->host.gen);
+    sp_gen_unref(w->host.gen); /* in-flight requests keep the old one alive */
+    w->host.gen = gen;
+    sp_timer_start(&w->host, gen);
     metrics_reload(1);
     publish_reload(w, 1);
 }
@@ -906,16 +216,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         reload(w);
         return;
     }
-    if (w->draining)
+    if (w->host.draining)
         return;
-    w->draining = 1;
-    sp_timer_stop(w->gen);
-    sp_log(SP_LOG_INFO, "draining: %d request(s) in flight", w->inflight);
-    if (w->listener != NULL) {
-        evhttp_del_accept_socket(w->http, w->listener);
-        w->listener = NULL;
-    }
-    if (w->inflight == 0) {
+    w->host.draining = 1;
+    sp_timer_stop(w->host.gen);
+    sp_log(SP_LOG_INFO, "draining: %d request(s) in flight", w->host.inflight);
+    sp_http_drain(w->http);
+    if (w->host.inflight == 0 && sp_http_connections(w->http) == 0) {
         event_base_loopexit(w->base, NULL);
         return;
     }
@@ -934,6 +241,26 @@ static void check_parent(evutil_socket_t fd, short what, void *arg)
         on_signal(SIGTERM, 0, arg); /* the master is gone */
 }
 
+/* The last request of a draining worker has finished: its answer may still be on its way out,
+ * so the loop ends when the connections have closed too (or at the shutdown timeout). */
+static void on_idle(struct sp_host *host)
+{
+    struct sp_worker *w = (struct sp_worker *)host;
+
+    if (sp_http_connections(w->http) == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+static void http_drained(void *ctx)
+{
+    struct sp_worker *w = ctx;
+
+    if (w->host.draining && w->host.inflight == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+/* ---- change notifications: the answer cache and the scripts' copies ---------------------- */
+
 /* A committed change of a table (the payload is its name) on any instance. */
 static void on_change(void *arg, const char *payload)
 {
@@ -948,7 +275,7 @@ static void on_subscribed(void *arg)
     struct sp_worker *w = arg;
 
     sp_cache_flush_all();
-    sp_cache_clear(w->cache);
+    sp_cache_clear(w->host.cache);
     metrics_cache_invalidation();
 }
 
@@ -958,7 +285,7 @@ static void on_listen_lost(void *arg)
 
     sp_log(SP_LOG_WARN, "worker %d: change notifications lost; cache off until reconnected",
            w->index);
-    sp_cache_clear(w->cache);
+    sp_cache_clear(w->host.cache);
 }
 
 #define CHANGES_CHANNEL "spacer_changes" /* sql/migrations/0009_notify_changes.sql */
@@ -971,37 +298,54 @@ static int cache_start(struct sp_worker *w, sp_err *err)
                                 w};
 
     if (conf->cache_enabled &&
-        (w->cache = sp_cache_new(conf->cache_max_entries, conf->cache_max_size,
-                                 conf->cache_ttl_ms, err)) == NULL)
+        (w->host.cache = sp_cache_new(conf->cache_max_entries, conf->cache_max_size,
+                                      conf->cache_ttl_ms, err)) == NULL)
         return -1;
-    return (w->listen = sp_listen_new(w->base, &lc, err)) == NULL ? -1 : 0;
+    return (w->host.listen = sp_listen_new(w->base, &lc, err)) == NULL ? -1 : 0;
 }
 
-int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_fd)
+int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_fd,
+                  const char *ctl_path)
 {
     struct sp_worker w = {0};
     struct sp_pool_conf pc;
-    struct timeval tv = {conf->timeout_s, 0}, one_s = {1, 0};
+    struct timeval one_s = {1, 0};
+    struct sp_http_limits lim = {
+        .max_header = conf->max_header,
+        .max_body = conf->max_body,
+        .header_timeout_ms = conf->header_timeout_ms,
+        .read_timeout_ms = conf->timeout_s * 1000,
+        .keepalive_timeout_ms = conf->keepalive_timeout_ms,
+        .keepalive_requests = conf->keepalive_requests,
+        .max_idle = conf->max_idle_connections,
+        .max_connections = conf->max_connections,
+    };
+    struct sp_http_cbs cbs = {http_request, http_cancel, http_refused, http_make_id,
+                              http_drained};
     sp_err err;
     int rc = 1;
 
-    sp_worker = &w;
-    w.conf = conf;
-    w.index = index;
-    w.pid = getpid();
+    w.conf = w.host.conf = conf;
+    w.index = w.host.index = index;
+    w.host.pid = getpid();
+    w.host.ops = &w.ops;
+    w.host.on_idle = on_idle;
+    w.ops.reload = ops_reload;
+    w.ops.ctx = &w;
+    snprintf(w.ctl_path, sizeof(w.ctl_path), "%s", ctl_path ? ctl_path : "");
     w.ctl_fd = ctl_fd;
     w.next_gen = 1;
-    RAND_bytes((unsigned char *)&w.id_salt, sizeof(w.id_salt));
+    RAND_bytes((unsigned char *)&w.host.id_salt, sizeof(w.host.id_salt));
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
 
-    if ((w.base = event_base_new()) == NULL || (w.http = evhttp_new(w.base)) == NULL) {
+    if ((w.base = w.host.base = event_base_new()) == NULL) {
         sp_log(SP_LOG_ERROR, "worker %d: cannot create the event loop", index);
         goto done;
     }
     pc = (struct sp_pool_conf){conf->db_url, conf->pool_size, conf->queue_size,
                                conf->connect_timeout_ms, conf->statement_timeout_ms};
-    if ((w.pool = sp_pool_new(w.base, &pc, &err)) == NULL) {
+    if ((w.host.pool = sp_pool_new(w.base, &pc, &err)) == NULL) {
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;
     }
@@ -1009,28 +353,18 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;
     }
-    if ((w.hasher = sp_hasher_new(w.base, conf->hash_threads, &err)) == NULL) {
+    if ((w.host.hasher = sp_hasher_new(w.base, conf->hash_threads, &err)) == NULL) {
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;
     }
-    if (sp_gen_load(conf, &w, w.next_gen++, &w.gen, &err) != 0) {
+    if (sp_gen_load(conf, index, sp_lua_openers, w.next_gen++, &w.host.gen, &err) != 0) {
         sp_log(SP_LOG_ERROR, "worker %d: scripts failed to load: %s", index, err.msg);
         goto done;
     }
-    if (sp_httpc_start(&w, &err) != 0) /* calls will try again, and say why */
+    if (sp_httpc_start(&w.host, &err) != 0) /* calls will try again, and say why */
         sp_log(SP_LOG_ERROR, "worker %d: outbound HTTP unavailable: %s", index, err.msg);
-    evhttp_set_max_body_size(w.http, (ev_ssize_t)conf->max_body);
-    evhttp_set_max_headers_size(w.http, (ev_ssize_t)conf->max_header);
-    evhttp_set_timeout_tv(w.http, &tv);
-    evhttp_set_allowed_methods(w.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                           EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                           EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_default_content_type(w.http, NULL);
-    /* Read and discard an oversized body before closing, so the client sees its 413. */
-    evhttp_set_flags(w.http, EVHTTP_SERVER_LINGERING_CLOSE);
-    evhttp_set_gencb(w.http, on_request, &w);
-    if ((w.listener = evhttp_accept_socket_with_handle(w.http, listen_fd)) == NULL) {
-        sp_log(SP_LOG_ERROR, "worker %d: cannot listen: %s", index, strerror(errno));
+    if ((w.http = sp_http_new(w.base, listen_fd, &lim, &cbs, &w, &err)) == NULL) {
+        sp_log(SP_LOG_ERROR, "worker %d: cannot listen: %s", index, err.msg);
         goto done;
     }
     w.sig_term = evsignal_new(w.base, SIGTERM, on_signal, &w);
@@ -1043,14 +377,14 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     event_add(w.parent_check, &one_s);
     publish(&w);
     sp_log(SP_LOG_INFO, "worker %d serving, generation %llu (%d routes, %.1f ms to load)", index,
-           (unsigned long long)w.gen->number, sp_router_count(w.gen->router),
-           w.gen->load_us / 1000.0);
+           (unsigned long long)w.host.gen->number, sp_router_count(w.host.gen->router),
+           w.host.gen->load_us / 1000.0);
 
-    sp_timer_start(&w, w.gen);
+    sp_timer_start(&w.host, w.host.gen);
     event_base_dispatch(w.base);
-    if (w.inflight > 0)
+    if (w.host.inflight > 0)
         sp_log(SP_LOG_WARN, "worker %d: shutdown timeout with %d request(s) in flight", index,
-               w.inflight);
+               w.host.inflight);
     rc = 0;
 done:
     if (w.sig_term)
@@ -1063,18 +397,17 @@ done:
         event_free(w.parent_check);
     if (w.drain_timer)
         event_free(w.drain_timer);
-    if (w.http && w.inflight == 0)
-        evhttp_free(w.http);
-    if (w.inflight == 0) {
-        sp_hasher_free(w.hasher);
-        sp_listen_free(w.listen);
-        sp_cache_free(w.cache);
-        sp_pool_free(w.pool);
-        sp_gen_unref(w.gen);
-        sp_httpc_free(w.httpc);
+    sp_http_free(w.http); /* cancels what is still in flight */
+    sp_req_log_flush(&w.host, 1);
+    if (w.host.inflight == 0) {
+        sp_hasher_free(w.host.hasher);
+        sp_listen_free(w.host.listen);
+        sp_cache_free(w.host.cache);
+        sp_pool_free(w.host.pool);
+        sp_gen_unref(w.host.gen);
+        sp_httpc_free(w.host.httpc);
         if (w.base)
             event_base_free(w.base);
     }
-    sp_worker = NULL;
     return rc;
 }

@@ -10,7 +10,8 @@
 #   2. the HTTP ceiling: Debian's nginx answering `return 200` (bench/nginx.conf, 2 workers);
 #   3. Spacer as shipped (spacer.conf: access_log on, to a file) with 2 workers; wrk runs
 #      each scenario (bench/wrk/*.lua) for BENCH_DURATION s after a BENCH_WARMUP s warm-up,
-#      at 32 connections, and the read scenarios at 256 too;
+#      at 32 connections, and the read scenarios at 256 too; /healthz, the web app's home
+#      call (GET /api/spaces unpaged, ~54 spaces) and /apispec.json at 1 connection too;
 #   4. memory: each worker's VmRSS idle, and holding 10,000 idle keep-alive connections
 #      (bench/keepalive.py);
 #   5. reload under load: the quote scenario without, then with, `spacer reload` every 200 ms;
@@ -23,8 +24,9 @@
 # Environment: SPACER_BIN (default ./spacer), BENCH_CACHE (off: the answer cache of spacer.conf
 # [cache], on as shipped, would answer the read scenarios from memory), BENCH_DURATION (10), BENCH_WARMUP (3),
 # BENCH_KEEPALIVE (10000), BENCH_OUT (bench/results), BENCH_ONLY (space-separated scenario
-# ids to run, e.g. "healthz login"; default all: nginx healthz spaces_list space_by_id
-# bookings_list quote booking_create invoices_list payment_create login reload memory), BENCH_PERF=1 (CPU profiles of
+# ids to run, e.g. "healthz login"; default all: nginx healthz spaces_home apispec spaces_list
+# space_by_id bookings_list quote booking_create invoices_list payment_create login reload
+# memory), BENCH_PERF=1 (CPU profiles of
 # each measured run in $OUT/perf/, with perf; slows the runs a little).
 set -u
 cd "$(dirname "$0")/.."
@@ -259,16 +261,18 @@ perf_end() { # name
 # run_wrk ID CONNS SCRIPT PATH [TIMEOUT]: warm-up, then the measured run; appends its figures.
 run_wrk() {
     id=$1 c=$2 script=$3 path=$4 to=${5:-10s}
+    t=$THREADS
+    [ "$c" -lt "$t" ] && t=$c # wrk needs a connection per thread
     slot_pass=$((slot_pass + 1))
     BENCH_SLOT_BASE=$((slot_pass * 1000000)) timeout $((WARMUP + 30)) \
-        wrk -t$THREADS -c"$c" -d"${WARMUP}s" --timeout "$to" -s "bench/wrk/$script" \
+        wrk -t"$t" -c"$c" -d"${WARMUP}s" --timeout "$to" -s "bench/wrk/$script" \
         "http://127.0.0.1:$port$path" >"$work/wrk-warm.out" 2>&1
     [ "$id" = login ] && sleep "$login_drain"
     slot_pass=$((slot_pass + 1))
     perf_start "$id-$c"
     cpu_begin "$server_pid"
     BENCH_SLOT_BASE=$((slot_pass * 1000000)) timeout $((DURATION + 30)) \
-        wrk -t$THREADS -c"$c" -d"${DURATION}s" --timeout "$to" --latency -s "bench/wrk/$script" \
+        wrk -t"$t" -c"$c" -d"${DURATION}s" --timeout "$to" --latency -s "bench/wrk/$script" \
         "http://127.0.0.1:$port$path" >"$work/wrk-$id-$c.out" 2>&1
     cpu_end "$server_pid"
     perf_end "$id-$c"
@@ -286,9 +290,10 @@ print("   %-15s %3d conns: %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %d  
     r["id"], r["conns"], r["rps"], l["p50"]/1000, l["p99"]/1000, e, c["server_s"]/n*1e6, c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
     100*max(0, c["machine_busy_s"]-c["server_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"])))'
     if [ "$port" = "$http_port" ]; then
-        if grep -q '"status": *[45][0-9][0-9]' "$work/spacer.log" 2>/dev/null; then
+        # 499: requests in flight when wrk stopped, cancelled as their clients left
+        if grep '"status": *[45][0-9][0-9]' "$work/spacer.log" 2>/dev/null | grep -vq '"status": *499'; then
             echo "   some answers were errors; a few of them:"
-            grep '"status": *[45][0-9][0-9]' "$work/spacer.log" | head -3 | cut -c1-400
+            grep '"status": *[45][0-9][0-9]' "$work/spacer.log" | grep -v '"status": *499' | head -3 | cut -c1-400
         fi
         : >"$work/spacer.log" # opened for appending: truncating it is safe
     fi
@@ -311,6 +316,7 @@ if want nginx || want healthz; then
         sleep 0.1
     done
     port=$nginx_port server_pid=$nginx_pid
+    run_wrk nginx 1 static.lua /
     run_wrk nginx $CONNS static.lua /
     run_wrk nginx $CONNS_HIGH static.lua /
     stop_pid "$nginx_pid" TERM 5
@@ -424,7 +430,21 @@ scenario() {
     done
 }
 
-scenario healthz GET /healthz static.lua /healthz $CONNS $CONNS_HIGH
+scenario healthz GET /healthz static.lua /healthz 1 $CONNS $CONNS_HIGH
+# The web app's home call: the compatibility path, unpaged, filtered to about 54 spaces (the
+# app's real catalogue) out of the bench's thousand. Then the API's own document (~45 KB).
+if want spaces_home && has_route GET /api/spaces; then
+    home_cap=$($PSQL -Atc "SELECT c FROM generate_series(5, 200) AS c
+        ORDER BY abs((SELECT count(*) FROM spaces WHERE capacity >= c AND is_available) - 54), c LIMIT 1")
+    home_n=$($PSQL -Atc "SELECT count(*) FROM spaces WHERE capacity >= $home_cap AND is_available")
+    printf '{"kind":"meta","home_spaces":%d,"home_path":"/api/spaces?min_capacity=%d"}\n' "$home_n" "$home_cap" >>"$results"
+    scenario spaces_home GET /api/spaces static.lua "/api/spaces?min_capacity=$home_cap" 1 $CONNS
+fi
+if want apispec; then
+    kb=$(curl -fs "http://127.0.0.1:$http_port/apispec.json" | wc -c)
+    printf '{"kind":"meta","apispec_kb":%d}\n' $(( kb / 1024 )) >>"$results"
+    scenario apispec GET /apispec.json static.lua /apispec.json 1
+fi
 scenario spaces_list GET /api/spaces/spaces spaces_list.lua / $CONNS $CONNS_HIGH
 scenario space_by_id GET '/api/spaces/spaces/\{id\}' space_by_id.lua / $CONNS $CONNS_HIGH
 scenario bookings_list GET /api/bookings/bookings bookings_list.lua /api/bookings/bookings $CONNS $CONNS_HIGH

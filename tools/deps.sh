@@ -6,9 +6,10 @@ set -eu
 
 # Build: compiler and make, pkg-config, xxd (embeds the Lua prelude into the binary)
 BUILD_PKGS="build-essential pkg-config xxd"
-# Core: Lua 5.4, libevent, libpq, cJSON, libjwt, OpenSSL, libxcrypt (bcrypt)
+# Core: Lua 5.4, libevent, libpq, cJSON, libjwt, OpenSSL, libxcrypt (bcrypt), http-parser
+# (the HTTP/1.1 request parser under core/http.c; llhttp is not packaged in Debian 12)
 CORE_PKGS="liblua5.4-dev lua5.4 libevent-dev libpq-dev libcjson-dev libjwt-dev libssl-dev
-  libcrypt-dev"
+  libcrypt-dev libhttp-parser-dev"
 # Database: PostgreSQL server (a private cluster per test run, tools/devdb.sh) and contrib
 # (citext, btree_gist)
 DB_PKGS="postgresql postgresql-contrib"

@@ -808,6 +808,45 @@ static void test_hasher_free_drops_jobs(void **state)
     event_base_free(run.base);
 }
 
+/* A cancelled caller's queued jobs are dropped uncalled; a job already hashing finishes. */
+static void test_hasher_cancel(void **state)
+{
+    struct pool_run run;
+    struct pool_call first, gone, last;
+    struct event *give_up;
+    struct timeval limit = {600, 0};
+    sp_err err = {{0}};
+
+    (void)state;
+    memset(&run, 0, sizeof(run));
+    run.loop_thread = pthread_self();
+    assert_non_null(run.base = event_base_new());
+    assert_non_null(run.h = sp_hasher_new(run.base, 1, &err));
+    first = (struct pool_call){&run, 0};
+    gone = (struct pool_call){&run, 1};
+    last = (struct pool_call){&run, 2};
+    /* cost 10 keeps the one thread busy while the others wait in the queue */
+    assert_int_equal(sp_hasher_hash(run.h, "first", 5, 10, pool_cb, &first, &err), 0);
+    assert_int_equal(sp_hasher_hash(run.h, "gone1", 5, 4, pool_cb, &gone, &err), 0);
+    assert_int_equal(sp_hasher_hash(run.h, "gone2", 5, 4, pool_cb, &gone, &err), 0);
+    assert_int_equal(sp_hasher_hash(run.h, "last", 4, 4, pool_cb, &last, &err), 0);
+    assert_int_equal(sp_hasher_cancel(run.h, &gone), 2);
+    assert_int_equal(sp_hasher_cancel(run.h, &gone), 0);
+    assert_int_equal(sp_hasher_cancel(NULL, &gone), 0);
+    run.expected = 2;
+    give_up = evtimer_new(run.base, give_up_cb, run.base);
+    event_add(give_up, &limit);
+    event_base_dispatch(run.base);
+    assert_int_equal(run.fired, 2);
+    assert_int_equal(run.ok, 2);
+    assert_string_equal(run.result[1], "");
+    assert_memory_equal(run.result[0], "$2b$10$", 7);
+    assert_memory_equal(run.result[2], "$2b$04$", 7);
+    event_free(give_up);
+    sp_hasher_free(run.h);
+    event_base_free(run.base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -831,6 +870,7 @@ int main(void)
         cmocka_unit_test(test_password_dummy_timing),
         cmocka_unit_test(test_hasher_pool),
         cmocka_unit_test(test_hasher_free_drops_jobs),
+        cmocka_unit_test(test_hasher_cancel),
     };
     int failed;
 

@@ -277,6 +277,23 @@ static void test_values_of_each_type(void **state)
     assert_int_equal(c->max_header, 16384);
     sp_conf_free(c);
 
+    /* the connection limits: defaults, and timeouts written in seconds kept in ms */
+    c = parse_ok("[server]\nworkers = 1\n");
+    assert_int_equal(c->header_timeout_ms, 10000);
+    assert_int_equal(c->keepalive_timeout_ms, 60000);
+    assert_int_equal(c->keepalive_requests, 10000);
+    assert_int_equal(c->max_idle_connections, 10000);
+    assert_int_equal(c->max_connections, 16384);
+    sp_conf_free(c);
+    c = parse_ok("[http]\nheader_timeout = 1\nkeepalive_timeout = 5\nkeepalive_requests = 3\n"
+                 "max_idle_connections = 7\nmax_connections = 9\n");
+    assert_int_equal(c->header_timeout_ms, 1000);
+    assert_int_equal(c->keepalive_timeout_ms, 5000);
+    assert_int_equal(c->keepalive_requests, 3);
+    assert_int_equal(c->max_idle_connections, 7);
+    assert_int_equal(c->max_connections, 9);
+    sp_conf_free(c);
+
     c = parse_ok("[http]\nmax_body_size = 512kb\nmax_header_size = 2048\n"
                  "[scripts]\nmemory_limit = 1G\nload_instruction_limit = 50000000\n");
     assert_int_equal(c->max_body, 512 * 1024);

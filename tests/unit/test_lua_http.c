@@ -26,7 +26,7 @@
 #include "conf.h"
 #include "gen.h"
 #include "runner.h"
-#include "worker.h"
+#include "req.h"
 
 struct t {
     char dir[64];
@@ -69,6 +69,8 @@ static int listen_any(int *port)
     return fd;
 }
 
+static struct sp_host *runner_host; /* the runner's host */
+
 static int setup(void **state)
 {
     struct t *t = calloc(1, sizeof(*t));
@@ -90,7 +92,8 @@ static int setup(void **state)
         fail_msg("%s", err.msg);
     if (sp_runner_new(t->conf, &t->r, &err) != 0)
         fail_msg("%s", err.msg);
-    t->http = evhttp_new(sp_worker->base);
+    runner_host = sp_runner_host(t->r);
+    t->http = evhttp_new(runner_host->base);
     fd = listen_any(&t->http_port);
     evutil_make_socket_nonblocking(fd);
     assert_non_null(evhttp_accept_socket_with_handle(t->http, fd));
@@ -119,13 +122,13 @@ static int teardown(void **state)
 /* Starts `return spacer.http.request{url = url}` in a request of the runner's generation. */
 static struct sp_req *start_call(const char *url)
 {
-    struct sp_gen *gen = sp_worker->gen;
+    struct sp_gen *gen = runner_host->gen;
     lua_State *L = gen->L, *co;
     struct sp_req *req = calloc(1, sizeof(*req));
     char chunk[256];
 
     assert_non_null(req);
-    req->w = sp_worker;
+    req->w = runner_host;
     req->gen = gen;
     sp_gen_ref(gen);
     req->on_done = on_done;
@@ -134,7 +137,7 @@ static struct sp_req *start_call(const char *url)
     req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     req->co = co;
     sp_gen_set_req(co, req);
-    sp_gen_arm_limits(gen, co, req);
+    sp_gen_arm_limits(gen, co);
     snprintf(chunk, sizeof(chunk), "return spacer.http.request{ url = \"%s\" }", url);
     assert_int_equal(luaL_loadstring(co, chunk), LUA_OK);
     sp_gen_push_env(gen);
@@ -145,7 +148,7 @@ static struct sp_req *start_call(const char *url)
     return req;
 }
 
-/* What the end of a request does (worker.c req_finish): cancel what it waits on, free. */
+/* What the end of a request does (req.c req_free): cancel what it waits on, free. */
 static void end_request(struct sp_req *req)
 {
     if (req->cancel != NULL)
@@ -160,8 +163,8 @@ static void run_loop_ms(int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
-    event_base_loopexit(sp_worker->base, &tv);
-    event_base_dispatch(sp_worker->base);
+    event_base_loopexit(runner_host->base, &tv);
+    event_base_dispatch(runner_host->base);
 }
 
 static void test_completes(void **state)
@@ -247,7 +250,7 @@ static void test_cancel_after_the_answer_arrived(void **state)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", t->http_port);
     req = start_call(url);
     for (int i = 0; i < 200; i++)
-        event_base_loop(sp_worker->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        event_base_loop(runner_host->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     end_request(req);
     run_loop_ms(100);
     assert_true(done_calls <= 1);

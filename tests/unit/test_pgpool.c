@@ -479,6 +479,39 @@ static void test_queue_full_busy(void **state)
     sp_pool_free(pool);
 }
 
+/* A caller that goes away: its waiting work is dropped uncalled; the statement on the wire
+ * still answers. */
+static void test_cancel_waiting(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool = pool_open(t, t->url, 1, 100, 5000, 0);
+    struct counts first = {0}, gone = {0}, last = {0};
+    struct acq a = {0};
+    struct sp_pool_stats st;
+
+    wait_idle(t, pool, 1);
+    assert_int_equal(sp_pool_query(pool, "SELECT pg_sleep(0.2)", 0, NULL, on_count, &first), 0);
+    loop_for(t, 30); /* on the wire now */
+    assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_count, &gone), 0);
+    assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_count, &gone), 0);
+    assert_int_equal(sp_pool_acquire(pool, on_acquire, &a), 0);
+    assert_int_equal(sp_pool_query(pool, "SELECT 2", 0, NULL, on_count, &last), 0);
+    assert_int_equal(sp_pool_cancel(pool, &gone), 2);
+    assert_int_equal(sp_pool_cancel(pool, &a), 1);
+    assert_int_equal(sp_pool_cancel(pool, &gone), 0);
+    assert_int_equal(sp_pool_cancel(pool, &first), 0); /* running: not dropped */
+    assert_int_equal(sp_pool_cancel(NULL, &first), 0);
+    sp_pool_stats(pool, &st);
+    assert_int_equal(st.queued, 1);
+    loop_until(t, &last.done, 1, WAIT_MS);
+    assert_int_equal(first.ok, 1);
+    assert_int_equal(last.ok, 1);
+    loop_for(t, 50);
+    assert_int_equal(gone.done, 0);
+    assert_int_equal(a.done, 0);
+    sp_pool_free(pool);
+}
+
 static void test_pinned_rollback(void **state)
 {
     struct t *t = *state;
@@ -1022,6 +1055,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unique_violation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_200, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pinned_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepared_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_refused, setup, teardown),

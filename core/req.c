@@ -1,0 +1,886 @@
+/* req.c: a request's life cycle. The HTTP layer hands up a parsed request; this assigns its
+ * id, answers CORS preflights, routes it, verifies the token, decodes the JSON body and runs the
+ * route's handler in a fresh coroutine of the current generation; the handler's waits
+ * (database, hashing) yield and the loop serves everyone else. The reply goes back down
+ * through the connection; a client that leaves cancels its request. */
+#include "req.h"
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "auth.h"
+#include "cache.h"
+#include "conf.h"
+#include "gen.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "pglisten.h"
+#include "pgpool.h"
+
+static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
+                       const char *method, const char *path, int status, size_t bytes,
+                       uint64_t dur);
+
+/* ---- replies ------------------------------------------------------------------ */
+
+static int origin_allowed(const struct sp_conf *c, const char *origin)
+{
+    for (int i = 0; origin && i < c->ncors; i++)
+        if (strcmp(c->cors_origins[i], origin) == 0 || strcmp(c->cors_origins[i], "*") == 0)
+            return 1;
+    return 0;
+}
+
+/* Headers every response carries: request id, CORS for allowed origins. */
+static void common_headers(struct sp_req *req)
+{
+    struct sp_http_out *out = &req->out;
+    const char *origin = sp_http_req_header(req->http, "Origin");
+
+    sp_http_out_add(out, "X-Request-Id", req->id);
+    if (origin_allowed(req->w->conf, origin)) {
+        sp_http_out_add(out, "Access-Control-Allow-Origin", origin);
+        sp_http_out_add(out, "Vary", "Origin");
+        sp_http_out_add(out, "Access-Control-Expose-Headers",
+                        "X-Total-Count, Link, X-Request-Id, Retry-After");
+    }
+}
+
+static void send_body(struct sp_req *req, int status, const char *ctype, const char *body,
+                      size_t len)
+{
+    req->status = status;
+    req->bytes = len;
+    if (req->conn == NULL)
+        return; /* cancelled, or a script test */
+    common_headers(req);
+    if (ctype != NULL)
+        sp_http_out_add(&req->out, "Content-Type", ctype);
+    /* Logged now: once answered, the connection reuses the request's memory. */
+    access_log(req->w, req->id, req->route, req->method, req->http->path, status, len,
+               sp_now_us() - req->start_us);
+    req->http->data = NULL;
+    sp_http_respond(req->conn, req->http, status, &req->out, body, len);
+    req->conn = NULL; /* answered: the connection goes on without us */
+    req->http = NULL;
+}
+
+/* {"error": message, "code": code} (+ "message" on the old web app's paths) */
+static void send_error(struct sp_req *req, int status, const char *code, const char *message)
+{
+    struct sp_buf b = {0};
+
+    sp_buf_adds(&b, "{\"error\":");
+    sp_json_add_string(&b, message, strlen(message));
+    sp_buf_adds(&b, ",\"code\":");
+    sp_json_add_string(&b, code, strlen(code));
+    if (req->route != NULL && req->route->compat) {
+        sp_buf_adds(&b, ",\"message\":");
+        sp_json_add_string(&b, message, strlen(message));
+    }
+    if (status >= 500) {
+        sp_buf_adds(&b, ",\"request_id\":");
+        sp_json_add_string(&b, req->id, strlen(req->id));
+    }
+    sp_buf_addc(&b, '}');
+    send_body(req, status, "application/json; charset=utf-8", b.data, b.len);
+    sp_buf_free(&b);
+}
+
+/* ---- the end of a handler --------------------------------------------------------- */
+
+/* Whether a Lua table of headers can be sent as it is: a name or value with a NUL byte would
+ * be cut short (headers are C strings below), so it is refused; names the first bad one. */
+static int lua_headers_ok(lua_State *co, int idx, char *bad, size_t cap)
+{
+    int ok = 1;
+
+    if (!lua_istable(co, idx))
+        return 1;
+    lua_pushnil(co);
+    while (ok && lua_next(co, idx) != 0) {
+        size_t nlen, vlen;
+        if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
+            const char *name = lua_tolstring(co, -2, &nlen), *value = lua_tolstring(co, -1, &vlen);
+            if (memchr(name, '\0', nlen) != NULL || memchr(value, '\0', vlen) != NULL) {
+                snprintf(bad, cap, "%s", name);
+                ok = 0;
+                lua_pop(co, 1);
+            }
+        }
+        lua_pop(co, 1);
+    }
+    return ok;
+}
+
+/* Copies a Lua table of headers (name -> string) to the response. */
+static void add_lua_headers(struct sp_req *req, lua_State *co, int idx)
+{
+    struct sp_http_out *out = &req->out;
+
+    if (!lua_istable(co, idx))
+        return;
+    lua_pushnil(co);
+    while (lua_next(co, idx) != 0) {
+        if (lua_type(co, -2) == LUA_TSTRING && (lua_isstring(co, -1))) {
+            const char *name = lua_tostring(co, -2);
+            lua_pushvalue(co, -1);
+            const char *value = lua_tostring(co, -1);
+            if (strcasecmp(name, "Content-Type") == 0)
+                sp_http_out_remove(out, "Content-Type");
+            sp_http_out_add(out, name, value);
+            lua_pop(co, 1);
+        }
+        lua_pop(co, 1);
+    }
+}
+
+static int has_header(struct sp_req *req, const char *name)
+{
+    return sp_http_out_has(&req->out, name);
+}
+
+/* ---- conditional GET and the answer cache ------------------------------------------- */
+
+static const char *if_none_match(struct sp_req *req)
+{
+    return req->http != NULL ? sp_http_req_header(req->http, "If-None-Match") : NULL;
+}
+
+/* A 200 with an ETag, or a 304 when the client has it already. */
+static void reply_etagged(struct sp_req *req, const char *etag, const char *headers,
+                          size_t headers_len, const char *body, size_t len)
+{
+    sp_http_out_add(&req->out, "ETag", etag);
+    if (sp_cache_etag_matches(if_none_match(req), etag)) {
+        send_body(req, 304, NULL, NULL, 0);
+        return;
+    }
+    for (const char *p = headers, *e = headers + headers_len; p < e;) {
+        const char *value = p + strlen(p) + 1;
+        sp_http_out_add(&req->out, p, value);
+        p = value + strlen(value) + 1;
+    }
+    send_body(req, 200, "application/json; charset=utf-8", body, len);
+}
+
+/* A GET of a route with etag, before its handler: 1 when answered from the cache. */
+static int cache_answer(struct sp_req *req, const char *path, const char *query)
+{
+    const struct sp_route *rt = req->route;
+    struct sp_host *w = req->w;
+    const struct sp_cache_entry *e;
+    struct sp_buf key = {0};
+
+    req->etag = 1;
+    if (rt->ncache_tags == 0 || w->cache == NULL)
+        return 0;
+    if (!sp_listen_up(w->listen)) {
+        metrics_cache_miss();
+        return 0; /* changes may be missed now: never serve nor store */
+    }
+    for (int i = 0; i < rt->ncache_tags; i++)
+        req->cache_versions[i] = sp_cache_version(rt->cache_tags[i]);
+    sp_buf_adds(&key, path);
+    if (query != NULL) {
+        sp_buf_addc(&key, '?');
+        sp_buf_adds(&key, query);
+    }
+    sp_buf_addc(&key, '\0');
+    e = sp_cache_get(w->cache, key.data, req->gen->number, req->cache_versions, rt->ncache_tags);
+    if (e == NULL) {
+        metrics_cache_miss();
+        req->cache_key = key.data; /* the handler's answer goes there */
+        return 0;
+    }
+    sp_buf_free(&key);
+    metrics_cache_hit();
+    reply_etagged(req, e->etag, e->headers, e->headers_len, e->body, e->body_len);
+    return 1;
+}
+
+/* A 200 JSON answer of a route with etag: tagged, kept when it may be, sent or a 304. */
+static void reply_tagged(struct sp_req *req, lua_State *co, int hidx, const struct sp_buf *b)
+{
+    struct sp_buf h = {0};
+    char etag[SP_CACHE_ETAG_LEN];
+
+    if (hidx > 0 && lua_istable(co, hidx)) {
+        lua_pushnil(co);
+        while (lua_next(co, hidx) != 0) { /* Stack: k, v */
+            if (lua_type(co, -2) == LUA_TSTRING && lua_isstring(co, -1)) {
+                lua_pushvalue(co, -1);
+                sp_buf_adds(&h, lua_tostring(co, -3));
+                sp_buf_addc(&h, '\0');
+                sp_buf_adds(&h, lua_tostring(co, -1));
+                sp_buf_addc(&h, '\0');
+                lua_pop(co, 1);
+            }
+            lua_pop(co, 1);
+        }
+    }
+    sp_cache_etag(b->data, b->len, h.data, h.len, etag);
+    if (req->cache_key != NULL)
+        sp_cache_put(req->w->cache, req->cache_key, req->gen->number, req->cache_versions,
+                     req->route->ncache_tags, etag, h.data, h.len, b->data, b->len);
+    /* The headers are in req->out already (add_lua_headers): the ETag and the body remain. */
+    reply_etagged(req, etag, NULL, 0, b->data, b->len);
+    sp_buf_free(&h);
+}
+
+/* The handler returned: status, body[, headers] are at 1..n on the coroutine. */
+static void reply_results(struct sp_req *req, int nres)
+{
+    lua_State *co = req->co;
+    struct sp_buf b = {0};
+    sp_err err;
+    int status;
+
+    if (nres < 1 || !lua_isinteger(co, 1) || lua_tointeger(co, 1) < 100 ||
+        lua_tointeger(co, 1) > 599) {
+        sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: handler must return status, body[, headers]",
+                      req->id, req->route->source);
+        send_error(req, 500, "script_error", "internal error");
+        return;
+    }
+    status = (int)lua_tointeger(co, 1);
+    if (nres >= 3) {
+        char bad[128];
+        if (!lua_headers_ok(co, 3, bad, sizeof(bad))) {
+            sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: response header %s contains a NUL byte",
+                          req->id, req->route->source, bad);
+            send_error(req, 500, "script_error", "internal error");
+            return;
+        }
+        add_lua_headers(req, co, 3);
+    }
+    if (nres < 2 || lua_isnil(co, 2)) {
+        send_body(req, status, NULL, NULL, 0);
+        return;
+    }
+    if (lua_type(co, 2) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(co, 2, &len);
+        send_body(req, status, has_header(req, "Content-Type") ? NULL : "text/plain; charset=utf-8",
+                  s, len);
+        return;
+    }
+    if (sp_json_encode(co, 2, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
+        sp_log(SP_LOG_ERROR, "%s %s: %s", req->id, req->route->source, err.msg);
+        send_error(req, 500, "script_error", "internal error");
+    } else if (req->etag && status == 200 && !has_header(req, "Content-Type")) {
+        reply_tagged(req, co, nres >= 3 ? 3 : 0, &b);
+    } else {
+        send_body(req, status,
+                  has_header(req, "Content-Type") ? NULL : "application/json; charset=utf-8",
+                  b.data, b.len);
+    }
+    sp_buf_free(&b);
+}
+
+/* A spacer.error table at the top of co: the reply it asks for. */
+static void reply_http_error(struct sp_req *req)
+{
+    lua_State *co = req->co;
+    int e = lua_gettop(co);
+    struct sp_buf b = {0};
+    int status;
+    sp_err err;
+
+    lua_getfield(co, e, "status");
+    status = lua_isinteger(co, -1) ? (int)lua_tointeger(co, -1) : 500;
+    if (status < 400 || status > 599)
+        status = 500;
+    lua_getfield(co, e, "headers");
+    {
+        char bad[128];
+        if (!lua_headers_ok(co, lua_gettop(co), bad, sizeof(bad))) {
+            sp_log_fields(SP_LOG_ERROR, NULL, "%s: error header %s contains a NUL byte", req->id,
+                          bad);
+            send_error(req, 500, "script_error", "internal error");
+            return;
+        }
+    }
+    add_lua_headers(req, co, lua_gettop(co));
+    lua_settop(co, e);
+
+    lua_createtable(co, 0, 6); /* the body */
+    lua_getfield(co, e, "extra");
+    if (lua_istable(co, -1)) {
+        lua_pushnil(co);
+        while (lua_next(co, -2) != 0) {
+            lua_pushvalue(co, -2);
+            lua_insert(co, -2);
+            lua_rawset(co, e + 1);
+        }
+    }
+    lua_pop(co, 1);
+    lua_getfield(co, e, "message");
+    lua_pushvalue(co, -1);
+    lua_setfield(co, e + 1, "error");
+    if (req->route != NULL && req->route->compat)
+        lua_setfield(co, e + 1, "message");
+    else
+        lua_pop(co, 1);
+    lua_getfield(co, e, "code");
+    lua_setfield(co, e + 1, "code");
+    lua_getfield(co, e, "fields");
+    lua_setfield(co, e + 1, "fields");
+    if (status >= 500) {
+        lua_pushstring(co, req->id);
+        lua_setfield(co, e + 1, "request_id");
+    }
+    if (sp_json_encode(co, e + 1, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
+        send_error(req, 500, "script_error", "internal error");
+    } else {
+        send_body(req, status, "application/json; charset=utf-8", b.data, b.len);
+    }
+    sp_buf_free(&b);
+}
+
+static int is_http_error(lua_State *co, int idx)
+{
+    int yes = 0;
+
+    if (lua_getmetatable(co, idx)) {
+        lua_rawgetp(co, LUA_REGISTRYINDEX, &sp_lua_error_mt_key);
+        yes = lua_rawequal(co, -1, -2);
+        lua_pop(co, 2);
+    }
+    return yes;
+}
+
+static void reply_failure(struct sp_req *req)
+{
+    lua_State *co = req->co, *L = req->gen->L;
+    const char *msg, *where = req->route ? req->route->source : "?";
+
+    if (req->budget.limit != SP_LIMIT_NONE) {
+        const char *what = req->budget.limit == SP_LIMIT_MEMORY ? "memory" : "instruction";
+        sp_log_fields(SP_LOG_ERROR, NULL, "%s %s: script %s limit exceeded; request ended",
+                      req->id, where, what);
+        if (req->conn != NULL)
+            send_error(req, 500, "script_limit", req->budget.limit == SP_LIMIT_MEMORY
+                                                     ? "script memory limit exceeded"
+                                                     : "script instruction limit exceeded");
+        metrics_script_error();
+        if (req->budget.limit == SP_LIMIT_MEMORY)
+            lua_gc(L, LUA_GCCOLLECT);
+        return;
+    }
+    if (is_http_error(co, -1)) {
+        if (req->conn != NULL)
+            reply_http_error(req);
+        return;
+    }
+    lua_pushliteral(co, "script error: ");
+    sp_lua_push_error_text(co, -2); /* the whole message, NUL bytes included; no metamethod */
+    lua_pushliteral(co, "\n");
+    luaL_traceback(co, co, NULL, 0);
+    lua_concat(co, 4);
+    {
+        char fields[200];
+        size_t len;
+        snprintf(fields, sizeof(fields), "\"request_id\":\"%s\",\"route\":\"%s\"", req->id,
+                 where);
+        msg = lua_tolstring(co, -1, &len);
+        sp_log_text(SP_LOG_ERROR, fields, msg, len);
+    }
+    metrics_script_error();
+    if (req->conn != NULL)
+        send_error(req, 500, "script_error", "internal error");
+}
+
+static void req_finish(struct sp_req *req);
+
+/* A cancelled request ends when its last operation has come back. */
+/* Stops the operation the coroutine waits on, when it can be stopped. */
+static void stop_waiting(struct sp_req *req)
+{
+    void (*cancel)(void *) = req->cancel;
+
+    if (cancel == NULL)
+        return;
+    req->cancel = NULL;
+    cancel(req->cancel_arg);
+    if (req->pending > 0)
+        req->pending--;
+}
+
+static void req_free(struct sp_req *req)
+{
+    struct sp_host *host = req->w;
+
+    stop_waiting(req);
+    sp_req_release_pins(req);
+    free(req->cache_key);
+    if (req->co != NULL)
+        luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
+    sp_gen_unref(req->gen);
+    sp_buf_free(&req->out.head);
+    free(req);
+    if (--host->inflight == 0 && host->draining && host->on_idle != NULL)
+        host->on_idle(host);
+}
+
+void sp_req_resume(struct sp_req *req, int nargs)
+{
+    int nres = 0, st;
+    struct sp_gen *gen = req->gen;
+
+    if (req->cancelled) {
+        lua_settop(req->co, 0); /* the outcome nobody waits for any more */
+        if (req->pending == 0)
+            req_free(req);
+        return;
+    }
+    gen->running = &req->budget;
+    st = lua_resume(req->co, NULL, nargs, &nres);
+    gen->running = NULL;
+    if (st == LUA_YIELD) {
+        if (req->pending > 0)
+            return; /* an I/O completion will resume it */
+        lua_pushliteral(req->co, "coroutine yielded outside of an I/O call");
+        st = LUA_ERRRUN;
+    }
+    if (req->on_done != NULL) {
+        req->on_done(req, st == LUA_OK);
+        return;
+    }
+    if (st == LUA_OK)
+        reply_results(req, nres);
+    else
+        reply_failure(req);
+    req_finish(req);
+}
+
+void sp_req_start(struct sp_req *req, int nargs)
+{
+    sp_req_resume(req, nargs);
+}
+
+void sp_req_release_pins(struct sp_req *req)
+{
+    while (req->npins > 0)
+        sp_pool_release(req->pins[--req->npins]); /* rolls back an open transaction */
+}
+
+/* ---- a request's way ------------------------------------------------------------- */
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    SP_UNUSED(fd);
+    SP_UNUSED(what);
+    sp_req_log_flush(arg, 0);
+}
+
+void sp_req_log_flush(struct sp_host *host, int final)
+{
+    if (host->log.len > 0)
+        sp_log_raw(host->log.data, host->log.len);
+    host->log.len = 0;
+    if (final) {
+        if (host->log_flush != NULL)
+            event_free(host->log_flush);
+        host->log_flush = NULL;
+        sp_buf_free(&host->log);
+    }
+}
+
+/* Access lines leave in one write per pass of the loop: the flush event, activated by the
+ * first line, runs after the callbacks already due (every request of this epoll batch). */
+static void log_append(struct sp_host *host, const char *line, size_t n)
+{
+    if (host->base == NULL ||
+        (host->log_flush == NULL &&
+         (host->log_flush = event_new(host->base, -1, 0, on_log_flush, host)) == NULL)) {
+        sp_log_raw(line, n);
+        return;
+    }
+    sp_buf_add(&host->log, line, n);
+    if (host->log.len >= 65536)
+        sp_req_log_flush(host, 0);
+    else if (!event_pending(host->log_flush, EV_TIMEOUT, NULL))
+        event_active(host->log_flush, EV_TIMEOUT, 0);
+}
+
+static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
+                       const char *method, const char *path, int status, size_t bytes,
+                       uint64_t dur)
+{
+    char line[1024];
+    size_t n = 0;
+
+    metrics_observe(route ? route->pattern : "unmatched", method, status, dur);
+    if (!host->conf->access_log)
+        return;
+    n = (size_t)snprintf(line, sizeof(line), "{\"type\":\"access\",\"time\":%ld,\"request_id\":\"",
+                         (long)time(NULL));
+    sp_json_escape(line, sizeof(line) - 200, &n, id);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"method\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &n, method);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"path\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &n, path);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"route\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &n, route ? route->pattern : "");
+    n += (size_t)snprintf(line + n, sizeof(line) - n,
+                          "\",\"status\":%d,\"bytes\":%zu,\"duration_us\":%llu,\"worker\":%d}\n",
+                          status, bytes, (unsigned long long)dur, host->index);
+    log_append(host, line, n);
+}
+
+static void req_finish(struct sp_req *req)
+{
+    req_free(req);
+}
+
+void sp_req_log_refused(struct sp_host *host, int status, const char *id, const char *method,
+                        const char *target)
+{
+    char path[512];
+
+    snprintf(path, sizeof(path), "%.*s", (int)strcspn(target, "?#"), target);
+    access_log(host, id, NULL, method[0] ? method : "-", path, status, 0, 0);
+}
+
+/* The client has gone: the reply will never be sent. What waits is dropped where it can be (a
+ * queued hash), the rest comes back to a request that discards it; the coroutine is closed,
+ * the pins released (an open transaction rolls back). */
+void sp_req_cancel(struct sp_http_req *hr)
+{
+    struct sp_req *req = hr->data;
+    char fields[160];
+
+    if (req == NULL)
+        return;
+    hr->data = NULL;
+    req->conn = NULL;
+    req->cancelled = 1;
+    req->status = 499; /* nginx's "client closed request", for the log */
+    snprintf(fields, sizeof(fields), "\"request_id\":\"%s\"", req->id);
+    sp_log_fields(SP_LOG_INFO, fields, "client gone: request %s %s cancelled", req->method,
+                  req->http->path);
+    access_log(req->w, req->id, req->route, req->method, req->http->path, 499, 0,
+               sp_now_us() - req->start_us);
+    req->http = NULL;
+    stop_waiting(req);
+    if (req->pending > 0)
+        req->pending -= sp_hasher_cancel(req->w->hasher, req);
+    if (req->pending > 0)
+        req->pending -= sp_pool_cancel(req->w->pool, req);
+    sp_req_release_pins(req);
+    if (req->co != NULL) {
+        lua_resetthread(req->co); /* closes its to-be-closed variables */
+        lua_settop(req->co, 0);
+    }
+    if (req->pending == 0)
+        req_free(req);
+}
+
+void sp_req_make_id(struct sp_host *host, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%08x-%d-%llx", host->id_salt, host->index,
+             (unsigned long long)++host->reqseq);
+}
+
+/* An X-Request-Id from the client is kept when it is short and printable. */
+static void assign_id(struct sp_req *req)
+{
+    const char *given = sp_http_req_header(req->http, "X-Request-Id");
+    size_t n = given ? strlen(given) : 0;
+
+    if (n > 0 && n < sizeof(req->id)) {
+        int ok = 1;
+        for (size_t i = 0; i < n && ok; i++)
+            ok = given[i] > 0x20 && given[i] < 0x7f && given[i] != '"' && given[i] != '\\';
+        if (ok) {
+            memcpy(req->id, given, n + 1);
+            return;
+        }
+    }
+    sp_req_make_id(req->w, req->id, sizeof(req->id));
+}
+
+static void preflight(struct sp_req *req, const char *path)
+{
+    struct sp_http_out *out = &req->out;
+    const char *origin = sp_http_req_header(req->http, "Origin");
+    char allow[128], methods[160];
+
+    if (!sp_router_allow(req->w->gen->router, path, allow, sizeof(allow))) {
+        send_error(req, 404, "not_found", "no such resource");
+        return;
+    }
+    snprintf(methods, sizeof(methods), "%s, OPTIONS", allow);
+    if (origin_allowed(req->w->conf, origin)) {
+        sp_http_out_add(out, "Access-Control-Allow-Methods", methods);
+        sp_http_out_add(out, "Access-Control-Allow-Headers",
+                        "Authorization, Content-Type, Idempotency-Key, X-Request-Id");
+        sp_http_out_add(out, "Access-Control-Max-Age", "600");
+    }
+    sp_http_out_add(out, "Allow", methods);
+    send_body(req, 204, NULL, NULL, 0);
+}
+
+/* Sets the query string's parameters (decoded, with their lengths: a %00 stays a NUL byte for
+ * the validator to refuse, never a cut) on the table at the top of co. As
+ * evhttp_parse_query_str: "+" is a space; a part without "=" or a name makes it all void. */
+static void push_query(lua_State *co, const char *query)
+{
+    char *copy, *save = NULL, *part;
+
+    if (query == NULL || *query == '\0')
+        return;
+    for (const char *p = query; p != NULL; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        size_t n = strcspn(p, "&");
+        const char *eq = memchr(p, '=', n);
+        if (n > 0 && (eq == NULL || eq == p))
+            return;
+    }
+    if ((copy = strdup(query)) == NULL)
+        return;
+    for (part = strtok_r(copy, "&", &save); part; part = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(part, '='), *k, *v;
+        size_t klen, vlen;
+        *eq = '\0';
+        k = evhttp_uridecode(part, 1, &klen);
+        v = evhttp_uridecode(eq + 1, 1, &vlen);
+        if (k != NULL && v != NULL) {
+            lua_pushlstring(co, k, klen);
+            lua_pushlstring(co, v, vlen);
+            lua_rawset(co, -3);
+        }
+        free(k);
+        free(v);
+    }
+    free(copy);
+}
+
+/* Pushes the Lua request table. */
+static void push_request(struct sp_req *req, lua_State *co, const struct sp_match *m,
+                         const char *method, const char *path, const char *query)
+{
+    const struct sp_http_req *hr = req->http;
+    char peer_buf[64] = "";
+    const char *peer = NULL;
+
+    lua_createtable(co, 0, 14);
+    lua_pushstring(co, req->id);
+    lua_setfield(co, -2, "id");
+    lua_pushstring(co, method);
+    lua_setfield(co, -2, "method");
+    lua_pushstring(co, path);
+    lua_setfield(co, -2, "path");
+    lua_pushstring(co, m->route->pattern);
+    lua_setfield(co, -2, "route");
+    lua_pushboolean(co, m->route->compat);
+    lua_setfield(co, -2, "compat");
+
+    lua_createtable(co, 0, m->nparams);
+    for (int i = 0; i < m->nparams; i++) {
+        if (m->params[i].is_int)
+            lua_pushinteger(co, (lua_Integer)m->params[i].ival);
+        else
+            lua_pushlstring(co, m->params[i].value, m->params[i].len);
+        lua_setfield(co, -2, m->params[i].name);
+    }
+    lua_setfield(co, -2, "params");
+
+    lua_newtable(co);
+    push_query(co, query);
+    lua_setfield(co, -2, "query");
+
+    lua_createtable(co, 0, hr->nheaders);
+    for (int h = 0; h < hr->nheaders; h++) {
+        const char *key = hr->headers[h].name;
+        char name[128];
+        size_t i;
+        for (i = 0; key[i] && i < sizeof(name) - 1; i++)
+            name[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+        name[i] = '\0';
+        lua_pushlstring(co, hr->headers[h].value, hr->headers[h].value_len);
+        lua_setfield(co, -2, name);
+    }
+    lua_setfield(co, -2, "headers");
+
+    if (req->w->conf->trust_proxy)
+        peer = sp_http_req_header(hr, "X-Forwarded-For");
+    if (peer != NULL) {
+        snprintf(peer_buf, sizeof(peer_buf), "%.*s", (int)strcspn(peer, ", "), peer);
+    } else {
+        snprintf(peer_buf, sizeof(peer_buf), "%s", hr->peer);
+    }
+    lua_pushstring(co, peer_buf);
+    lua_setfield(co, -2, "ip");
+}
+
+static int is_json_type(const char *ctype)
+{
+    size_t n;
+
+    if (ctype == NULL)
+        return 0;
+    n = strcspn(ctype, ";");
+    while (n > 0 && ctype[n - 1] == ' ')
+        n--;
+    return (n == 16 && strncasecmp(ctype, "application/json", 16) == 0) ||
+           (n > 5 && strncasecmp(ctype + n - 5, "+json", 5) == 0);
+}
+
+/* Pushes the body onto co: nil, or the decoded object; or replies an error and returns -1. */
+static int push_body(struct sp_req *req, lua_State *co, const char *method, lua_State *L,
+                     int raw)
+{
+    size_t len = req->http->body_len;
+    const char *ctype;
+    const char *data;
+    sp_err err;
+
+    SP_UNUSED(L);
+    if (len == 0) {
+        lua_pushnil(co);
+        return 0;
+    }
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+        send_error(req, 400, "bad_request", "a GET request must not carry a body");
+        return -1;
+    }
+    data = req->http->body;
+    if (raw) {
+        lua_pushlstring(co, data, len);
+        return 0;
+    }
+    ctype = sp_http_req_header(req->http, "Content-Type");
+    if (!is_json_type(ctype)) {
+        send_error(req, 415, "unsupported_media_type",
+                   "the request body must be JSON (Content-Type: application/json)");
+        return -1;
+    }
+    if (sp_json_decode(co, data, len, SP_JSON_MAX_DEPTH, &err) != 0) {
+        send_error(req, 400, "invalid_json", err.msg);
+        return -1;
+    }
+    if (!lua_istable(co, -1) || lua_getmetatable(co, -1)) {
+        send_error(req, 400, "invalid_json", "the request body must be a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+/* Verifies the bearer token; pushes the claims table, or replies 401 and returns -1. */
+static int push_claims(struct sp_req *req, lua_State *co)
+{
+    const char *h = sp_http_req_header(req->http, "Authorization");
+    const struct sp_conf *c = req->w->conf;
+    struct sp_jwt_conf jc = {(const unsigned char *)c->jwt_secret, strlen(c->jwt_secret),
+                             c->token_lifetime_s, c->leeway_s};
+    struct sp_jwt_claims claims;
+    sp_err err;
+
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
+        sp_http_out_add(&req->out, "WWW-Authenticate", "Bearer");
+        send_error(req, 401, "missing_token", "authentication required: send a Bearer token");
+        return -1;
+    }
+    if (sp_jwt_verify(&jc, h + 7, time(NULL), &claims, &err) != 0) {
+        sp_http_out_add(&req->out, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        char msg[300];
+        snprintf(msg, sizeof(msg), "invalid token: %s", err.msg);
+        send_error(req, 401, "invalid_token", msg);
+        return -1;
+    }
+    lua_createtable(co, 0, 4);
+    lua_pushinteger(co, claims.sub);
+    lua_setfield(co, -2, "sub");
+    lua_pushstring(co, claims.role);
+    lua_setfield(co, -2, "role");
+    lua_pushstring(co, claims.jti);
+    lua_setfield(co, -2, "jti");
+    lua_pushinteger(co, claims.exp);
+    lua_setfield(co, -2, "exp");
+    return 0;
+}
+
+void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req *hr)
+{
+    struct sp_req *req = calloc(1, sizeof(*req));
+    const char *method = hr->method, *path = hr->path;
+    struct sp_match m;
+    struct sp_gen *gen;
+    lua_State *L, *co;
+
+    if (req == NULL) {
+        struct sp_http_out out = {0};
+        sp_http_out_add(&out, "Content-Type", "application/json; charset=utf-8");
+        sp_http_respond(c, hr, 503, &out, "{\"error\":\"out of memory\",\"code\":\"overloaded\"}",
+                        48);
+        sp_buf_free(&out.head);
+        return;
+    }
+    req->w = w;
+    req->conn = c;
+    req->http = hr;
+    hr->data = req;
+    req->start_us = sp_now_us();
+    req->co_ref = LUA_NOREF;
+    snprintf(req->method, sizeof(req->method), "%s", method);
+    w->inflight++;
+    req->gen = gen = w->gen;
+    sp_gen_ref(gen);
+    assign_id(req);
+    if (path == NULL || path[0] != '/') {
+        send_error(req, 400, "bad_request", "malformed request path");
+        goto done;
+    }
+    if (strcmp(method, "OPTIONS") == 0) {
+        preflight(req, path);
+        goto done;
+    }
+    switch (sp_router_match(gen->router, method, path, &m)) {
+    case SP_MATCH_NOT_FOUND: send_error(req, 404, "not_found", "no such resource"); goto done;
+    case SP_MATCH_BAD_METHOD:
+        sp_http_out_add(&req->out, "Allow", m.allow);
+        send_error(req, 405, "method_not_allowed", "method not allowed on this resource");
+        goto done;
+    case SP_MATCH_OK: break;
+    }
+    req->route = m.route;
+    if (m.route->etag && strcmp(method, "GET") == 0 && cache_answer(req, path, hr->query))
+        goto done;
+    L = gen->L;
+    co = lua_newthread(L);
+    req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    req->co = co;
+    sp_gen_set_req(co, req);
+    sp_gen_arm_limits(gen, co);
+
+    lua_rawgeti(co, LUA_REGISTRYINDEX, gen->run_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, m.route->ref);
+    push_request(req, co, &m, method, path, hr->query);
+    lua_getfield(co, -2, "opts");
+    lua_getfield(co, -1, "raw_body");
+    int raw = lua_toboolean(co, -1);
+    lua_pop(co, 2);
+    if (push_body(req, co, method, L, raw) != 0)
+        goto done;
+    lua_setfield(co, -2, raw ? "raw_body" : "body");
+    if (m.route->auth) {
+        if (push_claims(req, co) != 0)
+            goto done;
+    } else {
+        lua_pushnil(co);
+    }
+    sp_req_start(req, 3);
+    return;
+done:
+    req_finish(req);
+}
