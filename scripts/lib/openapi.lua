@@ -101,9 +101,9 @@ local function rule_schema(rule)
   if t == "string" or t == "email" or t == "datetime" then
     s.type = "string"
     if t == "email" then s.format = "email" end
-    if t == "datetime" then
-      s.format = "date-time"
-      s.description = "ISO 8601; without an offset, read in the space's time zone"
+    if t == "datetime" then -- wider than RFC 3339's date-time: no format, an example
+      s.description = "ISO 8601 date and time; without an offset, read in the space's zone"
+      s.example = "2026-12-01T10:00"
     end
     s.minLength, s.maxLength = rule.min_length, rule.max_length
     if rule.required and not s.minLength and t == "string" then s.minLength = 1 end

@@ -202,7 +202,11 @@ local function operation(route)
       ok.description = r.description or ok.description
       ok.content = r.content or ok.content
     else
-      responses[tostring(status)] = declared_response(status, given)
+      local r, auto = declared_response(status, given), responses[tostring(status)]
+      if auto and (status == 401 or status == 403) then
+        r.description = auto.description .. "; or " .. r.description
+      end
+      responses[tostring(status)] = r
     end
   end
   responses["500"] = { ["$ref"] = "#/components/responses/ScriptError" }
