@@ -2,11 +2,13 @@
  * while it loads (static assets such as a documentation page's scripts). A read blocks, so
  * the prelude allows it only while a generation loads, never in a request. Only files under
  * the working directory, the scripts or the plugins directory; never a hidden file (.env,
- * .git) nor the configuration file, so scripts cannot read the secrets the core keeps from
- * them. Knows files, never what they are for. */
+ * .git), the configuration file, nor the run-time state beside the pid file (var/), so
+ * scripts cannot read the secrets the core keeps from them. Knows files, never what they are
+ * for. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +70,12 @@ static int l_files_read(lua_State *L)
     if (conf->path != NULL && realpath(conf->path, real_conf) != NULL &&
         strcmp(real, real_conf) == 0)
         return fail(L, path, "the configuration file is not for scripts");
+    if (conf->pid_file != NULL) {
+        char pid_dir[PATH_MAX];
+        snprintf(pid_dir, sizeof(pid_dir), "%s", conf->pid_file);
+        if (under_root(real, dirname(pid_dir)))
+            return fail(L, path, "the run-time state beside the pid file is not for scripts");
+    }
     if ((fd = open(real, O_RDONLY | O_CLOEXEC)) < 0)
         return fail(L, path, strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
