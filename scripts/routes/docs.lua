@@ -87,7 +87,8 @@ local TAG_TEXT = {
   users = "Accounts: registration, login (a bearer token), profiles; admins manage users.",
   spaces = "Event spaces: the public search, owners' listings, availability and quotes.",
   bookings = "Booking requests and their approval flow.",
-  payments = "Payments through provider plugins, webhooks, and invoices.",
+  payments = "Payments through provider plugins, and the providers' webhooks.",
+  invoices = "Invoices of bookings: JSON, or a printable HTML page.",
   admin = "Operators: reload the scripts, see every worker's state.",
   ops = "Health, readiness and metrics.",
   docs = "This document and Swagger UI.",
@@ -96,7 +97,7 @@ local TAG_TEXT = {
     .. "given, amenities as one comma-separated string, read-only body fields ignored, "
     .. "errors with message as well as error). New clients use the canonical paths.",
 }
-local TAG_ORDER = { "users", "spaces", "bookings", "payments", "admin", "ops", "docs",
+local TAG_ORDER = { "users", "spaces", "bookings", "payments", "invoices", "admin", "ops", "docs",
   "compatibility" }
 
 local function error_response(text)

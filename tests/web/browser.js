@@ -9,7 +9,8 @@ const CHROMIUM = process.env.SPACER_CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT_MS = 60000;
 
 // Opens a page that records every request to a host other than the server's, every page
-// error and every console error (a Content-Security-Policy violation is one).
+// error, every console error (a Content-Security-Policy violation is one) and every failed
+// load (but /favicon.ico's).
 async function open(base) {
   const { chromium } = webRequire('playwright-core');
   let browser;
@@ -35,7 +36,16 @@ async function open(base) {
   });
   page.on('pageerror', (e) => problems.errors.push('page error: ' + e.message));
   page.on('console', (m) => {
-    if (m.type() === 'error') problems.errors.push('console: ' + m.text());
+    // a failed load is reported below with its address
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
+      problems.errors.push('console: ' + m.text());
+    }
+  });
+  page.on('response', (r) => {
+    // the icon a browser asks every site for is not Spacer's to have
+    if (r.status() >= 400 && new URL(r.url()).pathname !== '/favicon.ico') {
+      problems.errors.push(r.status() + ' for ' + r.url());
+    }
   });
   return { browser, page, problems };
 }

@@ -37,12 +37,19 @@ function amountOf(text) {
   return Number(m[0]);
 }
 
-// A free two-hour slot some days ahead, at a time unique to this run.
-function slot() {
-  const start = new Date(Date.now() + (10 + Math.floor(Math.random() * 300)) * 86400000);
-  start.setUTCHours(6 + Math.floor(Math.random() * 8), 0, 0, 0);
-  const end = new Date(start.getTime() + 2 * 3600000);
-  return [start.toISOString(), end.toISOString()];
+// A two-hour slot of the space with no confirmed booking (its availability says so).
+async function freeSlot(space) {
+  for (let day = 30; day < 400; day += 7) {
+    const start = new Date(Date.now() + day * 86400000);
+    start.setUTCHours(7, 0, 0, 0);
+    const end = new Date(start.getTime() + 2 * 3600000);
+    const q = '?from=' + encodeURIComponent(start.toISOString())
+      + '&to=' + encodeURIComponent(end.toISOString());
+    const busy = await fetch(base + '/api/spaces/spaces/' + space.id + '/availability' + q);
+    check(busy.status === 200, 'availability: ' + busy.status);
+    if ((await busy.json()).length === 0) return [start.toISOString(), end.toISOString()];
+  }
+  throw new Error('no free slot for space ' + space.id);
 }
 
 async function paidInvoice() {
@@ -52,7 +59,7 @@ async function paidInvoice() {
     'the owner\'s spaces');
   const space = spaces.find((s) => s.is_available && !s.instant_book);
   check(space, 'the owner has no available space that needs approval');
-  const [start, end] = slot();
+  const [start, end] = await freeSlot(space);
   const booked = expect(await call('POST', '/api/bookings/bookings', client,
     { space_id: space.id, start_datetime: start, end_datetime: end }), 201, 'book');
   const booking = booked.booking;
