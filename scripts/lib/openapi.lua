@@ -22,13 +22,14 @@
 --     lengths, enum, default, nullable, readOnly)
 --   openapi.body(spec) -> the object schema of a body spec (readonly fields shown readOnly,
 --     required ones listed)
---   openapi.parameters(spec, where) -> the OpenAPI parameters ("query") of a spec, sorted by
---     name, with their schemas, required flags and defaults
+--   openapi.parameters(spec, where) -> the OpenAPI parameters ("query", "header") of a spec,
+--     sorted by name, with their schemas, required flags and defaults
 --
 -- Route options the document reads (beside spacer.route's auth, roles, body, partial,
 -- summary, description, tags):
 --   query       a lib/schema.lua spec of the query parameters: the same table the handler
 --               validates with api.query or api.list_params
+--   headers     a lib/schema.lua spec of request headers the route reads (Idempotency-Key)
 --   paged       true for a list: page and per_page (api.PAGE_QUERY), and the X-Total-Count
 --               and Link headers of the 200
 --   result      the schema (usually a $ref) of the 2xx body; of each item when paged

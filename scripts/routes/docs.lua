@@ -166,6 +166,9 @@ local function operation(route)
       params[#params + 1] = p
     end
   end
+  for _, p in ipairs(openapi.parameters(opts.headers or {}, "header")) do
+    params[#params + 1] = p
+  end
 
   local ok = { description = "success" }
   if opts.result then
