@@ -165,12 +165,15 @@ function _M.parameters(spec, where)
   local out = {}
   for _, name in ipairs(sorted_names(spec)) do
     local rule = spec[name]
+    local schema = rule_schema(rule)
     local p = {
       name = name,
       ["in"] = where or "query",
       required = rule.required and true or false,
-      schema = rule_schema(rule),
+      description = schema.description, -- shown beside the field in Swagger UI
+      schema = schema,
     }
+    schema.description = nil
     if rule.type == "array" then
       p.style, p.explode = "form", false
     end

@@ -74,7 +74,8 @@ local DECLINE_BODY = {
 }
 
 local LIST_FILTERS = {
-  status = { type = "string", lower = true, enum = flow.STATUSES },
+  status = { type = "string", lower = true, enum = flow.STATUSES,
+    description = "only the bookings in this status" },
 }
 
 -- Shapes ---------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ local INITIALIZER = [[window.addEventListener("load", function () {
     layout: "StandaloneLayout",
     validatorUrl: null,
     persistAuthorization: true,
+    operationsSorter: "alpha",
     displayRequestDuration: true
   });
 });
@@ -73,7 +74,7 @@ local ASSET_CACHE = "public, max-age=86400"   -- the page links them with ?v=<ve
 
 local ERROR = openapi.component("Error", openapi.object({
   error = { type = "string", description = "a human-readable message" },
-  code = { type = "string", description = "a stable snake_case code", example = "not_found" },
+  code = { type = "string", description = "a stable snake_case code (validation_failed, ...)" },
   message = { type = "string", description = "the same text as error (compatibility paths)" },
   fields = {
     type = "object",

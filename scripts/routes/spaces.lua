@@ -298,23 +298,29 @@ local SPACE_BODY = {
   deleted_at = READONLY,
 }
 
+-- (description: for the OpenAPI document only)
 local LIST_FILTERS = {
-  q = { type = "string", max_length = 200 },
-  location = { type = "string", max_length = 200 },
-  min_capacity = { type = "integer", min = 0, max = 1000000 },
-  max_price_per_hour = { type = "number", min = 0 },
-  available_from = { type = "datetime" },
-  available_to = { type = "datetime" },
+  q = { type = "string", max_length = 200,
+    description = "full-text search of title, description and location (web search syntax)" },
+  location = { type = "string", max_length = 200,
+    description = "a part of the location, in any case" },
+  min_capacity = { type = "integer", min = 0, max = 1000000,
+    description = "at least this many guests" },
+  max_price_per_hour = { type = "number", min = 0,
+    description = "at most this hourly price, in each space's currency" },
+  available_from = { type = "datetime", description = "with available_to: no confirmed "
+    .. "booking overlaps the window (without an offset: each space's local time)" },
+  available_to = { type = "datetime", description = "with available_from: the window's end" },
 }
 
 local WINDOW = {
-  from = { type = "datetime" },
-  to = { type = "datetime" },
+  from = { type = "datetime", description = "the window's start (default: now)" },
+  to = { type = "datetime", description = "the window's end (default: 30 days after from)" },
 }
 
 local QUOTE_QUERY = {
-  start = { type = "datetime", required = true },
-  ["end"] = { type = "datetime", required = true },
+  start = { type = "datetime", required = true, description = "the booking's start" },
+  ["end"] = { type = "datetime", required = true, description = "the booking's end" },
 }
 
 -- "2026-12-01T10:00" has no offset; "...Z", "...+03:00", "...-0500" have one.
@@ -657,10 +663,6 @@ openapi.component("PriceLine", openapi.object({
 spacer.get({ "/api/spaces/spaces", compat("/api/spaces") }, {
   summary = "Available spaces; filters q, location, min_capacity, max_price_per_hour, "
     .. "available_from, available_to; page, per_page",
-  description = "q: full-text search (web search syntax) of title, description and location; "
-    .. "location: a part of the location, any case; max_price_per_hour: in each space's "
-    .. "currency; available_from and available_to (together): no confirmed booking overlaps "
-    .. "that window (a time without an offset is read in each space's zone).",
   query = LIST_FILTERS,
   paged = true,
   result = SPACE,

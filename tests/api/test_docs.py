@@ -223,6 +223,7 @@ def apispec_lists_query_parameters_from_the_validating_schemas():
     eq(sorted(["q", "location", "min_capacity", "max_price_per_hour", "available_from",
                "available_to", "page", "per_page"]), sorted(q))
     eq({"type": "string", "maxLength": 200}, q["q"]["schema"])
+    check("full-text" in q["q"]["description"], q["q"])
     eq("integer", q["min_capacity"]["schema"]["type"])
     eq(0, q["min_capacity"]["schema"]["minimum"])
     eq(1000000, q["min_capacity"]["schema"]["maximum"])
