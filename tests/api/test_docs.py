@@ -290,6 +290,33 @@ def apispec_documents_bodies_answers_errors_and_list_headers():
 
 
 @test
+def apispec_every_operation_has_its_answer_and_its_errors():
+    doc = spec()
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    for path, item in doc["paths"].items():
+        if path.startswith("/test/"):
+            continue
+        for method, op in item.items():
+            where = "%s %s" % (method.upper(), path)
+            responses = op["responses"]
+            ok = [st for st in responses if st.startswith("2")]
+            eq(1, len(ok), where + " success statuses")
+            check("content" in responses[ok[0]], where + " documents no success body")
+            check(op.get("summary") and op.get("tags"), where + " has no summary or tag")
+            if "security" in op:
+                check("401" in responses, where + " lacks 401")
+            if "requestBody" in op:
+                for st in ("400", "413", "415", "422"):
+                    check(st in responses, "%s lacks %s" % (where, st))
+            if "{" in path:
+                check("404" in responses, where + " lacks 404")
+            check("500" in responses, where + " lacks 500")
+            for st, r in responses.items():
+                if st[0] in "45" and "$ref" not in r:
+                    eq(error_ref, r["content"]["application/json"]["schema"], where + " " + st)
+
+
+@test
 def apispec_marks_compatibility_paths_deprecated_in_their_own_tag():
     doc = spec()
     tags = [t["name"] for t in doc["tags"]]
