@@ -344,6 +344,27 @@ def apispec_marks_compatibility_paths_deprecated_in_their_own_tag():
     eq(set(), declared - documented, "routes missing from the document")
 
 
+@test
+def apispec_follows_a_reload():
+    s = Server(workers=2).start()
+    try:
+        before = s.get("/apispec.json")
+        check("/api/extra" not in before.json["paths"], "already there")
+        with open(os.path.join(s.scripts, "init.lua"), "a") as f:
+            f.write('\nspacer.get("/api/extra", { summary = "Added by a reload", tags = { "ops" },'
+                    ' result = { type = "object" } }, function() return 200, {} end)\n')
+        r = subprocess.run([os.path.join(ROOT, "spacer"), "reload"], cwd=ROOT, env=s.env,
+                           capture_output=True, text=True, timeout=60)
+        eq(0, r.returncode, r.stdout + r.stderr)
+        for _ in range(4):  # each worker answers from its new generation
+            after = s.get("/apispec.json", headers={"If-None-Match": before.header("etag")})
+            eq(200, after.status, "the old ETag still matches")
+            eq("Added by a reload", after.json["paths"]["/api/extra"]["get"]["summary"])
+        eq(200, s.get("/apidocs/swagger-ui.css").status)
+    finally:
+        s.close()
+
+
 # ---- node: the validator and the browser --------------------------------------------------
 
 @test
