@@ -269,6 +269,13 @@ local CANCELLED = openapi.object({
     percent = openapi.NUMBER,
     amount = openapi.AMOUNT,
     currency = openapi.CURRENCY,
+    payment_id = { type = "integer", description = "a paid booking: the payment refunded" },
+    status = {
+      type = "string",
+      enum = spacer.json.array({ "refunded", "manual", "failed", "none" }),
+      description = "a paid booking: refunded by the provider, manual (to pay back by hand), "
+        .. "failed (see the log), none",
+    },
   }, { "percent", "amount", "currency" }),
 }, { "message", "booking", "refund" })
 local NOT_PENDING = "the booking is not in a state for this (invalid_status), or has "

@@ -365,6 +365,31 @@ def apispec_follows_a_reload():
         s.close()
 
 
+@test
+def apispec_documents_payments_and_invoices():
+    doc = spec()
+    pay = doc["paths"]["/api/payments/payments"]["post"]
+    eq({"Idempotency-Key"}, set(params_of(pay, "header")))
+    eq({"$ref": "#/components/schemas/Payment"},
+       pay["responses"]["201"]["content"]["application/json"]["schema"]["properties"]["payment"])
+    for status in ("401", "403", "404", "409", "422"):
+        check(status in pay["responses"], "pay lacks %s" % status)
+    status = params_of(doc["paths"]["/api/payments/payments"]["get"], "query")["status"]
+    eq(["pending", "completed", "failed", "refunded"], status["schema"]["enum"])
+    inv = doc["paths"]["/api/payments/invoices/{id}"]["get"]["responses"]["200"]["content"]
+    eq({"$ref": "#/components/schemas/Invoice"}, inv["application/json"]["schema"])
+    check("text/html" in inv, inv)
+    check("text/html" in doc["paths"]["/api/payments/invoices/{id}/html"]["get"]["responses"]["200"]["content"],
+          "the printable page")
+    hook = doc["paths"]["/api/payments/webhooks/{provider}"]["post"]
+    eq({"type": "string"}, params_of(hook, "path")["provider"]["schema"])
+    check("security" not in hook, "providers call the webhook without a token")
+    for path in ("/api/payments", "/api/invoices", "/api/owner/payments"):
+        for op in doc["paths"][path].values():
+            check(op["deprecated"] and op["tags"] == ["compatibility"], path)
+    check("invoices" in [t["name"] for t in doc["tags"]], doc["tags"])
+
+
 # ---- node: the validator and the browser --------------------------------------------------
 
 @test
@@ -378,3 +403,10 @@ def swagger_ui_in_chromium_authorizes_and_tries_the_profile():
     out = node("swagger_ui.js", base_url(server()))
     check("Try it out: 200" in out, out)
     check(os.path.getsize(os.path.join(OUT, "swagger-ui-profile.png")) > 10000, "no screenshot")
+
+
+@test
+def invoice_page_in_chromium_shows_lines_and_totals():
+    out = node("invoice_page.js", base_url(server()))
+    check("lines, total" in out, out)
+    check(os.path.getsize(os.path.join(OUT, "invoice.png")) > 10000, "no screenshot")
