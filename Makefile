@@ -7,7 +7,8 @@ LDLIBS  := -lhttp_parser -lpthread -lm  # http-parser has no pkg-config file
 BUILD   := build
 
 ifeq ($(SANITIZE),1)
-CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+           -DSP_SANITIZE
 LDFLAGS += -fsanitize=address,undefined
 BUILD   := build/san
 endif

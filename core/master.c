@@ -117,7 +117,15 @@ static void spawn(struct master *m, int i)
         /* The worker takes a duplicate: the master's copy keeps the queue across a crash. */
         int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
         close(s->fd);
-        _exit(sp_worker_run(m->conf, i, fd, -1, m->ctl_path));
+        int rc = sp_worker_run(m->conf, i, fd, -1, m->ctl_path);
+#ifdef SP_SANITIZE
+        /* The sanitizer build leaves through exit() so LeakSanitizer checks the worker too;
+         * the worker has freed what it owns, the slots are the master's copy. */
+        free(m->slots);
+        exit(rc);
+#else
+        _exit(rc); /* the master's exit handlers and stdio buffers are not the worker's */
+#endif
     }
     s->pid = pid;
     s->started_us = sp_now_us();
