@@ -114,4 +114,10 @@ int sp_conf_keep_dev_secret(struct sp_conf *conf, const char *path, sp_err *err)
 /* Reads a KEY=VALUE file into the environment without overriding what is set. 0 if absent. */
 int sp_conf_read_env_file(const char *path, sp_err *err);
 
+/* Parses .env text (KEY=VALUE lines, "export " and quotes allowed, # comments; KEY is
+ * [A-Za-z_][A-Za-z0-9_]*), calling set for each; name is for "name:line: message". */
+typedef void (*sp_conf_env_cb)(void *arg, const char *key, const char *value);
+int sp_conf_parse_env(const char *text, const char *name, sp_conf_env_cb set, void *arg,
+                      sp_err *err);
+
 #endif

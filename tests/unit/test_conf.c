@@ -28,6 +28,7 @@ static const char *test_vars[] = {
     "DB_HOST",        "DB_PORT",      "SP_T_HOST", "SP_T_USER",   "SP_T_EMPTY",
     "SP_T_PORT",      "SP_T_CUR",     "SP_T_A",    "SP_T_B",      "SP_T_C",
     "SP_T_REAL",      "SP_T_EMPTYV",  "SP_T_EXP",  "SP_T_SPACED", "SP_T_LOADPORT",
+    "SP_T_LONG",      "SP_T_AFTER",
 };
 
 /* ---- fixture and helpers ------------------------------------------------- */
@@ -579,6 +580,30 @@ static void test_env_file(void **state)
     assert_string_equal(err.msg, want);
     unlink(path);
     free(path);
+
+    /* a name that is no variable name is refused, not set */
+    path = temp_file("SP_T_A=1\nSP T=2\n");
+    assert_int_equal(sp_conf_read_env_file(path, &err), -1);
+    snprintf(want, sizeof(want), "%s:2: \"SP T\" is not a variable name", path);
+    assert_string_equal(err.msg, want);
+    unlink(path);
+    free(path);
+
+    /* a long value is one value, and the lines after it keep their numbers */
+    char *text = malloc(20000);
+    assert_non_null(text);
+    strcpy(text, "SP_T_LONG=");
+    memset(text + 10, 'x', 9000);
+    strcpy(text + 9010, "\nSP_T_AFTER=after\nnot a setting\n");
+    path = temp_file(text);
+    assert_int_equal(sp_conf_read_env_file(path, &err), -1);
+    snprintf(want, sizeof(want), "%s:3: expected KEY=VALUE", path);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(strlen(getenv("SP_T_LONG")), 9000);
+    assert_string_equal(getenv("SP_T_AFTER"), "after");
+    unlink(path);
+    free(path);
+    free(text);
 }
 
 static void test_load(void **state)
