@@ -102,9 +102,13 @@ static void spawn(struct master *m, int i)
         return;
     }
     if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        /* SIGHUP stays blocked until the worker listens for it (sp_worker_run): a reload
+         * during the worker's start would otherwise end it, and it would restart with
+         * whatever the scripts are by then. */
+        sigset_t hup;
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        sigprocmask(SIG_SETMASK, &hup, NULL);
         close(m->sigfd);
         if (m->ctlfd >= 0)
             close(m->ctlfd);

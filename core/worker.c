@@ -322,6 +322,7 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     };
     struct sp_http_cbs cbs = {http_request, http_cancel, http_refused, http_make_id,
                               http_drained};
+    sigset_t hup;
     sp_err err;
     int rc = 1;
 
@@ -375,6 +376,9 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     event_add(w.sig_int, NULL);
     event_add(w.sig_hup, NULL);
     event_add(w.parent_check, &one_s);
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &hup, NULL); /* a reload asked for during the start runs now */
     publish(&w);
     sp_log(SP_LOG_INFO, "worker %d serving, generation %llu (%d routes, %.1f ms to load)", index,
            (unsigned long long)w.host.gen->number, sp_router_count(w.host.gen->router),
