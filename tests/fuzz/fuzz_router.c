@@ -7,6 +7,7 @@
 #include "conf.h"
 #include "fuzz.h"
 #include "gen.h"
+#include "lua_spacer.h"
 #include "router.h"
 
 static struct sp_gen *gen;
@@ -20,7 +21,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     if (sp_conf_parse("", "defaults", &conf, &err) != 0 ||
-        sp_gen_load(conf, NULL, 0, &gen, &err) != 0) {
+        sp_gen_load(conf, -1, sp_lua_openers, 0, &gen, &err) != 0) {
         fprintf(stderr, "fuzz_router: cannot load the route table (run from the project's "
                         "root): %s\n", err.msg);
         exit(1);
