@@ -23,6 +23,7 @@ struct sp_gen {
     uint64_t load_us;          /* how long loading took */
     struct sp_router *router;
     const struct sp_conf *conf;
+    struct sp_conf *own_conf;  /* a reload's settings, freed with the generation; or NULL */
     struct sp_worker *worker;  /* NULL in the command-line tools */
     size_t mem_used, mem_limit;
     size_t mem_peak;

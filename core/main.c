@@ -192,8 +192,12 @@ int main(int argc, char **argv)
     }
     /* Other threads (hashing) hand results to the loop: libevent must know about threads. */
     evthread_use_pthreads();
-    if (load_conf(conf_path, &conf) != 0)
+    if (load_conf(conf_path, &conf) != 0) {
+        if (strcmp(cmd, "reload") == 0)
+            fprintf(stderr, "spacer reload: the running server was not asked to reload; it "
+                            "keeps serving what it has\n");
         return 1;
+    }
 
     if (strcmp(cmd, "serve") == 0) {
         int made = sp_conf_keep_dev_secret(conf, SP_DEV_SECRET_PATH, &err);

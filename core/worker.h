@@ -28,7 +28,8 @@ struct sp_worker {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
-    struct sp_gen *gen; /* current generation (the worker holds one reference) */
+    struct sp_gen *gen; /* current generation (the worker holds one reference); NULL while
+                         * the scripts on disk fail to load: every request is a 503 */
     uint64_t next_gen;
     char last_reload_error[512];
     struct sp_pool *pool;
@@ -39,6 +40,8 @@ struct sp_worker {
     uint64_t reqseq;
     uint32_t id_salt;
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *parent_check;
+    struct event *retry; /* loads the scripts again while the worker has none (gen NULL) */
+    int retry_s;
     int ctl_fd; /* socket to the master, -1 when none */
 };
 
