@@ -46,7 +46,7 @@ struct master {
     int n;
     int stopping;
     int sigfd, ctlfd, inofd;
-    int conf_wd; /* inotify: spacer.conf's directory, -1 when not watched */
+    int conf_wd;           /* inotify: spacer.conf's directory, -1 when not watched */
     const char *conf_name; /* spacer.conf's name in it */
     uint64_t watch_due_us;
     char ctl_path[512];
