@@ -39,9 +39,9 @@ struct slot {
 };
 
 struct master {
-    const struct sp_conf *conf;
-    struct sp_conf *live; /* the last good reload's settings (new workers start with them), or
-                           * NULL: conf. Core settings are conf's in both. */
+    const struct sp_conf *conf; /* the settings new workers start with: the start-up ones,
+                                 * then the last good reload's (live) */
+    struct sp_conf *live; /* owned: a reload's settings (core ones as at start-up), or NULL */
     struct slot *slots;
     int n;
     int stopping;
@@ -118,7 +118,7 @@ static void spawn(struct master *m, int i)
         /* The worker takes a duplicate: the master's copy keeps the queue across a crash. */
         int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
         close(s->fd);
-        _exit(sp_worker_run(m->live ? m->live : m->conf, i, fd, -1));
+        _exit(sp_worker_run(m->conf, i, fd, -1));
     }
     s->pid = pid;
     s->started_us = sp_now_us();
@@ -274,8 +274,9 @@ static void do_reload(struct master *m, struct sp_buf *out)
     sp_buf_adds(out, "}\n");
     sp_buf_free(&errs);
     if (ok) { /* a worker restarted from now on starts with these settings */
-        sp_conf_free(m->live);
-        m->live = next;
+        struct sp_conf *old = m->live;
+        m->conf = m->live = next;
+        sp_conf_free(old);
     } else {
         sp_conf_free(next);
     }
