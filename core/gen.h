@@ -23,7 +23,6 @@ struct sp_gen {
     uint64_t load_us;          /* how long loading took */
     struct sp_router *router;
     const struct sp_conf *conf;
-    struct sp_conf *own_conf;  /* a reload's settings, freed with the generation; or NULL */
     struct sp_worker *worker;  /* NULL in the command-line tools */
     size_t mem_used, mem_limit;
     size_t mem_peak;
@@ -34,6 +33,7 @@ struct sp_gen {
     char load_where[192];      /* "file:line" last entered while loading */
     int run_ref;               /* the prelude's request runner */
     int auth_ref;              /* scripts' resolver of token claims to a user, or LUA_NOREF */
+    struct sp_conf *own_conf;  /* a reload's settings (conf), freed with the generation; or NULL */
 };
 
 /* Loads scripts/init.lua (and whatever it requires) into a new state. On success *out is the
