@@ -38,13 +38,17 @@ spacer.post("/api/admin/reload", {
   if not answer.ok then
     spacer.error(422, "reload failed; the previous generation keeps serving", {
       code = "reload_failed",
-      extra = { errors = answer.errors, workers = answer.workers },
+      extra = { errors = answer.errors, workers = answer.workers,
+        restart_required = answer.restart_required },
     })
   end
+  -- restart_required: core settings of spacer.conf ("server.workers") written differently
+  -- since start-up; they keep their start-up values until a restart.
   return 200, {
     generation = answer.generation,
     loaded_at = answer.loaded_at,
     workers = answer.workers,
+    restart_required = answer.restart_required,
   }
 end)
 
