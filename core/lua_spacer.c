@@ -503,5 +503,5 @@ void sp_lua_open_crypto(lua_State *L)
 void (*const sp_lua_openers[])(lua_State *L) = {
     sp_lua_open_json, sp_lua_open_log, sp_lua_open_time, sp_lua_open_crypto,
     sp_lua_open_auth, sp_lua_open_db,  sp_lua_open_ops,  sp_lua_open_http,
-    sp_lua_open_timer, NULL,
+    sp_lua_open_timer, sp_lua_open_files, NULL,
 };

@@ -14,6 +14,7 @@ void sp_lua_open_crypto(lua_State *L);
 void sp_lua_open_auth(lua_State *L);
 void sp_lua_open_db(lua_State *L);
 void sp_lua_open_ops(lua_State *L);
+void sp_lua_open_files(lua_State *L);
 
 /* All of the above, NULL-terminated: what a generation is loaded with (sp_gen_load()). */
 extern void (*const sp_lua_openers[])(lua_State *L);

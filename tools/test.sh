@@ -1,7 +1,10 @@
 #!/bin/sh
 # test.sh: every test against a fresh throw-away PostgreSQL, removed afterwards.
-# C unit tests (cmocka), Lua script tests (`spacer test`), black-box HTTP tests (tests/api).
-# The last line is the sum: "N passed, N failed".
+# C unit tests (cmocka), Lua script tests (`spacer test`), black-box HTTP tests (tests/api,
+# which also run the node tests of tests/web: the OpenAPI validator and headless Chromium,
+# each counted as one test). Screenshots and other output go to $SPACER_TEST_OUTPUT
+# (default $BUILD/test-output, emptied at the start). The last line is the sum:
+# "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -36,6 +39,10 @@ export DATABASE_URL SPACER_TEST_DATABASE_URL
 export JWT_SECRET_KEY=test-secret-0123456789abcdef0123456789abcdef
 export SPACER_AUTH_BCRYPT_COST=4
 export SPACER_LOG_LEVEL=warn
+SPACER_TEST_OUTPUT=${SPACER_TEST_OUTPUT:-$(pwd)/$BUILD/test-output}
+rm -rf "$SPACER_TEST_OUTPUT"
+mkdir -p "$SPACER_TEST_OUTPUT"
+export SPACER_TEST_OUTPUT
 
 if ! ./spacer migrate >"$work/migrate.log" 2>&1 || ! ./spacer seed >>"$work/migrate.log" 2>&1; then
     cat "$work/migrate.log"
@@ -80,5 +87,6 @@ else
     add 0 1
 fi
 
+echo "(screenshots and test output: $SPACER_TEST_OUTPUT)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

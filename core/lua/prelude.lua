@@ -207,8 +207,34 @@ for section, values in pairs(conf_values) do
 end
 spacer.config = read_only(config_view, "spacer.config")
 
+-- Loading -------------------------------------------------------------------
+
+local loading, on_loaded = true, {}
+
+-- spacer.on_loaded(fn): fn() runs once init.lua has returned, every route declared (the
+-- OpenAPI document is built then). An error in fn fails the load like any other.
+function spacer.on_loaded(fn)
+  if type(fn) ~= "function" then error("spacer.on_loaded: expects a function", 2) end
+  if not loading then error("spacer.on_loaded: the generation has loaded already", 2) end
+  on_loaded[#on_loaded + 1] = fn
+end
+
+-- spacer.files.read(path[, max_bytes]) -> content | nil, err: a read blocks the event loop,
+-- so it is for a generation's load (assets kept in memory), never for a request.
+if spacer.files then -- a host without the file opener (fuzzing) has none
+  local read = spacer.files.read
+  spacer.files.read = function(path, max_bytes)
+    if not loading then
+      error("spacer.files.read: only while a generation loads (a read blocks the loop)", 2)
+    end
+    return read(path, max_bytes)
+  end
+end
+
 -- Called by the core after init.lua: every application section must have been declared.
 core.set_finisher(function()
+  for _, fn in ipairs(on_loaded) do fn() end
+  loading = false
   for section, keys in pairs(conf_lines) do
     if not core.is_core_section(section) and not declared[section] then
       local line = math.huge

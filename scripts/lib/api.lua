@@ -14,6 +14,10 @@
 --   api.fail(fields)
 --     Raises a 422 validation_failed with these fields, like the core's body validation.
 --
+--   api.PAGE_QUERY
+--     The lib/schema.lua spec of page and per_page, which api.pager validates and the OpenAPI
+--     document shows on every route declared with paged = true.
+--
 --   api.query(req, spec) -> cleaned
 --     Validates req.query against a lib/schema.lua spec (values are strings; numbers, booleans
 --     and enums are converted); raises a 422 naming every bad parameter.
@@ -81,6 +85,12 @@ _M.compat = spacer.config.declare("compat", { max_list = 1000 })
 local DEFAULT_PER_PAGE = 20
 local MAX_PER_PAGE = 100
 
+-- The page and per_page parameters of every list (validation and the OpenAPI document).
+_M.PAGE_QUERY = schema.page_spec({
+  default_per_page = DEFAULT_PER_PAGE,
+  max_per_page = MAX_PER_PAGE,
+})
+
 _M.USER_COLUMNS = "id, name, email, role::text AS role, is_verified, created_at, updated_at"
 
 -- Errors ------------------------------------------------------------------------
@@ -125,10 +135,7 @@ function _M.pager(req)
     local limit = _M.compat.max_list
     return { page = 1, per_page = limit, limit = limit, offset = 0, paged = false }
   end
-  local page, per_page_or_fields = schema.page(query, {
-    default_per_page = DEFAULT_PER_PAGE,
-    max_per_page = MAX_PER_PAGE,
-  })
+  local page, per_page_or_fields = schema.page(query, _M.PAGE_QUERY)
   if not page then
     return nil, per_page_or_fields
   end

@@ -528,20 +528,30 @@ function _M.query(spec, query, opts)
   return run(spec, query, { currency = opts.currency })
 end
 
--- schema.page(query, opts) -> page, per_page, offset | nil, fields
--- page from 1 (default 1); per_page 1..100 (default 20). opts: { default_per_page =,
--- max_per_page = }.
-function _M.page(query, opts)
+-- schema.page_spec(opts) -> the spec of page and per_page: page from 1 (default 1); per_page
+-- 1..100 (default 20). opts: { default_per_page =, max_per_page = }.
+function _M.page_spec(opts)
   opts = opts or {}
-  local cleaned, fields = _M.query({
-    page = { type = "integer", min = 1, default = 1 },
+  return {
+    page = { type = "integer", min = 1, default = 1, description = "page number, from 1" },
     per_page = {
       type = "integer",
       min = 1,
       max = opts.max_per_page or MAX_PER_PAGE,
       default = opts.default_per_page or DEFAULT_PER_PAGE,
+      description = "items per page",
     },
-  }, query)
+  }
+end
+
+-- schema.page(query[, spec_or_opts]) -> page, per_page, offset | nil, fields
+-- The second argument: a schema.page_spec, or the opts of one (default: schema.page_spec()).
+function _M.page(query, spec_or_opts)
+  local spec = spec_or_opts
+  if not (spec and spec.page and spec.per_page) then
+    spec = _M.page_spec(spec_or_opts)
+  end
+  local cleaned, fields = _M.query(spec, query)
   if not cleaned then
     return nil, fields
   end

@@ -9,6 +9,7 @@
 local api = require("lib.api")
 local auth = require("lib.auth")
 local money = require("lib.money")
+local openapi = require("lib.openapi")
 local flow = require("booking_flow")
 local payment_flow = require("payment_flow")
 local spaces = require("routes.spaces")
@@ -73,7 +74,8 @@ local DECLINE_BODY = {
 }
 
 local LIST_FILTERS = {
-  status = { type = "string", lower = true, enum = flow.STATUSES },
+  status = { type = "string", lower = true, enum = flow.STATUSES,
+    description = "only the bookings in this status" },
 }
 
 -- Shapes ---------------------------------------------------------------------------------
@@ -222,41 +224,121 @@ local compat = api.compat_path
 local TAGS = { "bookings" }
 local HOSTS = { "owner", "admin" }
 
+-- The shapes of the answers, for the OpenAPI document (bookings.booking).
+local BREAKDOWN = openapi.object({
+  currency = openapi.CURRENCY,
+  hours = openapi.NUMBER,
+  lines = openapi.array(openapi.ref("PriceLine")),
+  subtotal = openapi.AMOUNT,
+  tax = openapi.AMOUNT,
+  tax_rate_percent = openapi.NUMBER,
+  total = openapi.AMOUNT,
+})
+BREAKDOWN.nullable = true
+BREAKDOWN.description = "the pricing script's quote, kept when the booking was made"
+local BOOKING = openapi.component("Booking", openapi.object({
+  id = openapi.ID,
+  client_id = openapi.ID,
+  space_id = openapi.ID,
+  start_datetime = openapi.DATETIME,
+  end_datetime = openapi.DATETIME,
+  duration_hours = openapi.NUMBER,
+  guests = openapi.INTEGER,
+  notes = openapi.TEXT_OR_NULL,
+  total_price = openapi.AMOUNT,
+  currency = openapi.CURRENCY,
+  price_breakdown = BREAKDOWN,
+  status = { type = "string", enum = json.array({ table.unpack(flow.STATUSES) }) },
+  decline_reason = openapi.TEXT_OR_NULL,
+  created_at = openapi.DATETIME,
+  updated_at = openapi.DATETIME,
+  space = openapi.object({
+    id = openapi.ID,
+    title = openapi.STRING,
+    location = openapi.STRING,
+    main_image_url = openapi.TEXT_OR_NULL,
+  }, { "id", "title" }),
+}, { "id", "client_id", "space_id", "start_datetime", "end_datetime", "total_price",
+  "currency", "status", "space" }))
+local MESSAGE_BOOKING = openapi.object({ message = openapi.MESSAGE, booking = BOOKING },
+  { "message", "booking" })
+local CANCELLED = openapi.object({
+  message = openapi.MESSAGE,
+  booking = BOOKING,
+  refund = openapi.object({
+    percent = openapi.NUMBER,
+    amount = openapi.AMOUNT,
+    currency = openapi.CURRENCY,
+    payment_id = { type = "integer", description = "a paid booking: the payment refunded" },
+    status = {
+      type = "string",
+      enum = spacer.json.array({ "refunded", "manual", "failed", "none" }),
+      description = "a paid booking: refunded by the provider, manual (to pay back by hand), "
+        .. "failed (see the log), none",
+    },
+  }, { "percent", "amount", "currency" }),
+}, { "message", "booking", "refund" })
+local NOT_PENDING = "the booking is not in a state for this (invalid_status), or has "
+  .. "already started"
+
 spacer.post({ "/api/bookings/bookings", compat("/api/bookings") }, {
   roles = { "client" },
   body = CREATE_BODY,
   summary = "Request a booking (client); an instant-book space confirms it at once",
+  description = "The price is computed by the pricing script now and kept. 422 when the "
+    .. "space does not exist, the times are not valid for it (notice, duration), or the "
+    .. "guests exceed its capacity.",
+  status = 201,
+  result = MESSAGE_BOOKING,
+  responses = { [409] = "the space is not taking bookings (space_unavailable), an instant "
+    .. "booking's slot is taken (slot_taken), or the space changed meanwhile" },
   tags = TAGS,
 }, _M.create)
 
-spacer.get({ "/api/bookings/bookings", compat("/api/bookings") }, {
+local LIST = {
   auth = true,
   summary = "A client's bookings, an owner's spaces' bookings, every booking for an admin; "
     .. "filter status; page, per_page",
+  query = LIST_FILTERS,
+  paged = true,
+  result = BOOKING,
   tags = TAGS,
-}, _M.list)
+}
+spacer.get({ "/api/bookings/bookings", compat("/api/bookings") }, LIST, _M.list)
 
 spacer.get(compat("/api/owner/bookings"), {
   roles = HOSTS,
   summary = "The bookings of the caller's spaces (every booking for an admin)",
+  query = LIST_FILTERS,
+  paged = true,
+  result = BOOKING,
   tags = TAGS,
 }, _M.list)
 
 spacer.get(compat("/api/admin/bookings"), {
   roles = { "admin" },
   summary = "Every booking (admin)",
+  query = LIST_FILTERS,
+  paged = true,
+  result = BOOKING,
   tags = TAGS,
 }, _M.list)
 
 spacer.get("/api/bookings/bookings/{id}", {
   auth = true,
   summary = "One booking (its client, the space's owner, admin)",
+  result = BOOKING,
+  responses = { [404] = "no such booking, or not yours to see" },
   tags = TAGS,
 }, _M.show)
 
 spacer.patch({ "/api/bookings/bookings/{id}/approve", compat("/api/owner/bookings/{id}/approve") }, {
   roles = HOSTS,
   summary = "Confirm a pending booking; overlapping pending requests are declined",
+  result = MESSAGE_BOOKING,
+  responses = { [404] = "no such booking among the caller's spaces",
+    [409] = "not pending, its start has passed, it overlaps a confirmed booking (slot_taken), "
+      .. "or the space was removed" },
   tags = TAGS,
 }, _M.approve)
 
@@ -264,12 +346,16 @@ spacer.patch({ "/api/bookings/bookings/{id}/decline", compat("/api/owner/booking
   roles = HOSTS,
   body = DECLINE_BODY,
   summary = "Decline a pending booking; optional reason",
+  result = MESSAGE_BOOKING,
+  responses = { [404] = "no such booking among the caller's spaces", [409] = NOT_PENDING },
   tags = TAGS,
 }, _M.decline)
 
 spacer.patch("/api/bookings/bookings/{id}/cancel", {
   auth = true,
   summary = "Cancel a pending or upcoming confirmed booking; the policy decides the refund",
+  result = CANCELLED,
+  responses = { [404] = "no such booking, or not yours to see", [409] = NOT_PENDING },
   tags = TAGS,
 }, _M.cancel)
 

@@ -1,18 +1,41 @@
 -- routes/ops.lua: what operators and load balancers call: welcome, health, readiness,
 -- metrics, and the admin's reload and status.
-local ops = spacer.ops
+local openapi = require("lib.openapi")
 
-spacer.get("/", { summary = "Welcome", tags = { "ops" } }, function()
+local ops = spacer.ops
+local TEXT = { ["text/plain"] = { schema = { type = "string" } } }
+local WORKER = openapi.component("Worker", {
+  type = "object",
+  description = "one worker process: pid, generation, loaded_at, last_reload_error, pool",
+  additionalProperties = true,
+})
+
+spacer.get("/", {
+  summary = "Welcome",
+  tags = { "ops" },
+  db = false,
+  result = openapi.object({ message = { type = "string", example = "Welcome to the Spacer API" } },
+    { "message" }),
+}, function()
   return 200, { message = "Welcome to the Spacer API" }
 end)
 
-spacer.get("/healthz", { summary = "Liveness: 200 while the process serves", tags = { "ops" } },
-  function()
+spacer.get("/healthz", {
+  summary = "Liveness: 200 while the process serves",
+  tags = { "ops" },
+  db = false,
+  result = openapi.object({ status = { type = "string", enum = spacer.json.array({ "ok" }) } },
+    { "status" }),
+}, function()
     return 200, { status = "ok" }
   end)
 
-spacer.get("/readyz", { summary = "Readiness: 200 when the database answers", tags = { "ops" } },
-  function()
+spacer.get("/readyz", {
+  summary = "Readiness: 200 when the database answers",
+  tags = { "ops" },
+  result = openapi.object({ status = { type = "string", enum = spacer.json.array({ "ready" }) } },
+    { "status" }),
+}, function()
     local ok, err = pcall(spacer.db.one, "SELECT 1 AS one")
     if not ok then
       local message = type(err) == "table" and err.message or tostring(err)
@@ -22,13 +45,27 @@ spacer.get("/readyz", { summary = "Readiness: 200 when the database answers", ta
     return 200, { status = "ready" }
   end)
 
-spacer.get("/metrics", { summary = "Prometheus metrics", tags = { "ops" } }, function()
+spacer.get("/metrics", {
+  summary = "Prometheus metrics",
+  tags = { "ops" },
+  db = false,
+  content = TEXT,
+}, function()
   return 200, ops.metrics(), { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
 end)
 
 spacer.post("/api/admin/reload", {
   roles = { "admin" },
   summary = "Reload the scripts of every worker",
+  description = "Every worker loads a new generation; if any script fails, the old one "
+    .. "keeps serving and the answer is a 422 reload_failed with errors (file:line).",
+  result = openapi.object({
+    generation = openapi.INTEGER,
+    loaded_at = openapi.DATETIME,
+    workers = openapi.array(WORKER),
+  }, { "generation", "loaded_at", "workers" }),
+  responses = { [422] = "a script failed to load (reload_failed, errors: file:line)",
+    [503] = "the master cannot be reached (reload_unavailable)" },
   tags = { "admin" },
 }, function()
   local answer, err = ops.reload()
@@ -55,6 +92,13 @@ end)
 spacer.get("/api/admin/status", {
   roles = { "admin" },
   summary = "Generation, reload errors and pool of every worker",
+  result = openapi.object({
+    generation = openapi.INTEGER,
+    loaded_at = openapi.DATETIME,
+    last_reload_error = openapi.TEXT_OR_NULL,
+    workers = openapi.array(WORKER),
+    pool = { type = "object", additionalProperties = { type = "integer" } },
+  }, { "generation", "loaded_at", "workers", "pool" }),
   tags = { "admin" },
 }, function()
   local workers = ops.workers()

@@ -16,6 +16,7 @@ local auth = require("lib.auth")
 local payments = require("lib.payments")
 local flow = require("payment_flow")
 local invoice = require("invoice")
+local openapi = require("lib.openapi")
 local spaces = require("routes.spaces")
 
 local _M = {}
@@ -323,11 +324,89 @@ local TAGS = { "payments" }
 local ITAGS = { "invoices" }
 local HOSTS = { "owner", "admin" }
 
+-- The shapes of the answers, for the OpenAPI document (payment_flow.payment, invoice.json).
+local NULLABLE_TIME = openapi.nullable(openapi.DATETIME)
+local PAYMENT = openapi.component("Payment", openapi.object({
+  id = openapi.ID,
+  booking_id = openapi.ID,
+  client_id = openapi.ID,
+  amount = openapi.AMOUNT,
+  currency = openapi.CURRENCY,
+  payment_method = { type = "string", description = "as the client named it (an alias or a plugin)" },
+  provider = { type = "string", description = "the payment plugin", example = "manual" },
+  payment_status = { type = "string", enum = json.array({ table.unpack(PAYMENT_FILTERS.status.enum) }) },
+  provider_ref = openapi.TEXT_OR_NULL,
+  next_action = {
+    type = "object",
+    nullable = true,
+    additionalProperties = true,
+    description = "what the payer does next (the provider's instructions, a client secret, "
+      .. "a phone prompt)",
+  },
+  failure_reason = openapi.TEXT_OR_NULL,
+  refund_amount = openapi.nullable(openapi.AMOUNT),
+  payment_date = openapi.DATETIME,
+  completed_at = NULLABLE_TIME,
+  refunded_at = NULLABLE_TIME,
+  expires_at = NULLABLE_TIME,
+  created_at = openapi.DATETIME,
+  updated_at = openapi.DATETIME,
+}, { "id", "booking_id", "client_id", "amount", "currency", "payment_method",
+  "payment_status", "payment_date" }))
+local PARTY = openapi.object({
+  id = openapi.ID,
+  name = openapi.STRING,
+  email = openapi.TEXT_OR_NULL,
+})
+local INVOICE = openapi.component("Invoice", openapi.object({
+  id = openapi.ID,
+  number = { type = "string", example = "INV-2026-000001" },
+  status = { type = "string", enum = json.array({ table.unpack(INVOICE_FILTERS.status.enum) }) },
+  booking_id = openapi.ID,
+  payment_id = openapi.nullable(openapi.ID),
+  client_id = openapi.ID,
+  issued_at = openapi.DATETIME,
+  paid_at = NULLABLE_TIME,
+  currency = openapi.CURRENCY,
+  lines = openapi.array(openapi.ref("PriceLine")),
+  subtotal = openapi.AMOUNT,
+  tax = openapi.AMOUNT,
+  tax_rate_percent = { type = "number", nullable = true },
+  total = openapi.AMOUNT,
+  seller = PARTY,
+  buyer = PARTY,
+  space = { type = "object", additionalProperties = true },
+  invoice_url = { type = "string", description = "the printable page" },
+}, { "id", "number", "status", "booking_id", "client_id", "issued_at", "currency", "lines",
+  "subtotal", "tax", "total", "invoice_url" }))
+local MESSAGE_PAYMENT = openapi.object({ message = openapi.MESSAGE, payment = PAYMENT },
+  { "message", "payment" })
+local MESSAGE_INVOICE = openapi.object({ message = openapi.MESSAGE, invoice = INVOICE },
+  { "message", "invoice" })
+local IDEMPOTENCY = {
+  ["Idempotency-Key"] = {
+    type = "string",
+    min_length = 1,
+    max_length = 255,
+    description = "the same key and body answer the first response again (24 hours); "
+      .. "another body is a 422",
+  },
+}
+local HTML_PAGE = { ["text/html"] = { schema = { type = "string" } } }
+
 spacer.post({ "/api/payments/payments", compat("/api/payments") }, {
   roles = { "client" },
   body = PAY_BODY,
+  headers = IDEMPOTENCY,
   summary = "Pay a confirmed booking (its client): booking_id, payment_method, amount?, phone?; "
     .. "header Idempotency-Key",
+  description = "The amount due comes from the booking: a different amount is a 422, and so "
+    .. "is an unknown payment_method (fields lists the available ones).",
+  status = 201,
+  result = MESSAGE_PAYMENT,
+  responses = { [404] = "no such booking of the caller",
+    [409] = "the booking is not confirmed, already paid, or has a payment pending; or the "
+      .. "same Idempotency-Key is still being processed" },
   tags = TAGS,
 }, _M.create)
 
@@ -335,18 +414,26 @@ spacer.get({ "/api/payments/payments", compat("/api/payments") }, {
   auth = true,
   summary = "A client's payments, an owner's spaces' payments, every payment for an admin; "
     .. "filter status; page, per_page",
+  query = PAYMENT_FILTERS,
+  paged = true,
+  result = PAYMENT,
   tags = TAGS,
 }, _M.list)
 
 spacer.get(compat("/api/owner/payments"), {
   roles = HOSTS,
   summary = "The payments of the caller's spaces (every payment for an admin)",
+  query = PAYMENT_FILTERS,
+  paged = true,
+  result = PAYMENT,
   tags = TAGS,
 }, _M.list)
 
 spacer.get({ "/api/payments/payments/{id}", compat("/api/payments/{id}") }, {
   auth = true,
   summary = "One payment (its payer, the space's owner, admin)",
+  result = PAYMENT,
+  responses = { [404] = "no such payment, or not yours to see" },
   tags = TAGS,
 }, _M.show)
 
@@ -354,20 +441,36 @@ spacer.patch({ "/api/payments/payments/{id}/confirm", compat("/api/payments/{id}
   roles = HOSTS,
   summary = "The money of a manual payment arrived: it becomes completed (the space's owner, "
     .. "admin)",
+  result = MESSAGE_PAYMENT,
+  responses = { [404] = "no such payment among the caller's spaces",
+    [409] = "not a pending manual payment" },
   tags = TAGS,
 }, _M.confirm)
 
 spacer.post("/api/payments/webhooks/{provider:str}", {
   raw_body = true,
   summary = "A payment provider's callback, verified by its plugin; idempotent",
+  description = "Called by the provider, not by clients: the plugin verifies the signature "
+    .. "(Stripe) or the per-payment token and references (M-Pesa). A repeated event changes "
+    .. "nothing and is acknowledged.",
+  result = { type = "object", additionalProperties = true },
+  responses = { [400] = "a body or signature the provider's plugin refuses",
+    [401] = "a signature or token that does not verify",
+    [404] = "no such payment provider" },
   tags = TAGS,
 }, _M.webhook)
 
 spacer.post({ "/api/payments/invoices", compat("/api/invoices") }, {
   auth = true,
   body = INVOICE_BODY,
+  headers = IDEMPOTENCY,
   summary = "Issue the invoice of a confirmed booking (its client, the space's owner, admin); "
     .. "409 with the existing invoice",
+  status = 201,
+  result = MESSAGE_INVOICE,
+  responses = { [404] = "no such booking, or not yours to see",
+    [409] = "the booking is not confirmed, or its invoice exists (then the body has it as "
+      .. "invoice)" },
   tags = ITAGS,
 }, _M.issue_invoice)
 
@@ -375,18 +478,28 @@ spacer.get({ "/api/payments/invoices", compat("/api/invoices") }, {
   auth = true,
   summary = "A client's invoices, an owner's spaces' invoices, every invoice for an admin; "
     .. "filter status; page, per_page",
+  query = INVOICE_FILTERS,
+  paged = true,
+  result = INVOICE,
   tags = ITAGS,
 }, _M.list_invoices)
 
 spacer.get({ "/api/payments/invoices/{id}", compat("/api/invoices/{id}") }, {
   auth = true,
   summary = "One invoice with lines and totals; Accept: text/html gives the printable page",
+  content = {
+    ["application/json"] = { schema = INVOICE },
+    ["text/html"] = HTML_PAGE["text/html"],
+  },
+  responses = { [200] = "the invoice; with Accept: text/html, the printable page", [404] = "no such invoice, or not yours to see" },
   tags = ITAGS,
 }, _M.show_invoice)
 
 spacer.get("/api/payments/invoices/{id}/html", {
   auth = true,
   summary = "The printable invoice page",
+  content = HTML_PAGE,
+  responses = { [404] = "no such invoice, or not yours to see" },
   tags = ITAGS,
 }, _M.invoice_html)
 

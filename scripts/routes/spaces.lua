@@ -15,6 +15,7 @@
 local api = require("lib.api")
 local auth = require("lib.auth")
 local money = require("lib.money")
+local openapi = require("lib.openapi")
 local flow = require("booking_flow")
 
 local _M = {}
@@ -297,23 +298,29 @@ local SPACE_BODY = {
   deleted_at = READONLY,
 }
 
+-- (description: for the OpenAPI document only)
 local LIST_FILTERS = {
-  q = { type = "string", max_length = 200 },
-  location = { type = "string", max_length = 200 },
-  min_capacity = { type = "integer", min = 0, max = 1000000 },
-  max_price_per_hour = { type = "number", min = 0 },
-  available_from = { type = "datetime" },
-  available_to = { type = "datetime" },
+  q = { type = "string", max_length = 200,
+    description = "full-text search of title, description and location (web search syntax)" },
+  location = { type = "string", max_length = 200,
+    description = "a part of the location, in any case" },
+  min_capacity = { type = "integer", min = 0, max = 1000000,
+    description = "at least this many guests" },
+  max_price_per_hour = { type = "number", min = 0,
+    description = "at most this hourly price, in each space's currency" },
+  available_from = { type = "datetime", description = "with available_to: no confirmed "
+    .. "booking overlaps the window (without an offset: each space's local time)" },
+  available_to = { type = "datetime", description = "with available_from: the window's end" },
 }
 
 local WINDOW = {
-  from = { type = "datetime" },
-  to = { type = "datetime" },
+  from = { type = "datetime", description = "the window's start (default: now)" },
+  to = { type = "datetime", description = "the window's end (default: 30 days after from)" },
 }
 
 local QUOTE_QUERY = {
-  start = { type = "datetime", required = true },
-  ["end"] = { type = "datetime", required = true },
+  start = { type = "datetime", required = true, description = "the booking's start" },
+  ["end"] = { type = "datetime", required = true, description = "the booking's end" },
 }
 
 -- "2026-12-01T10:00" has no offset; "...Z", "...+03:00", "...-0500" have one.
@@ -593,30 +600,106 @@ local compat = api.compat_path
 local TAGS = { "spaces" }
 local OWNERS = { "owner", "admin" }
 
+-- The shapes of the answers, for the OpenAPI document (spaces.space, availability, quote).
+local SPACE_FIELDS = {
+  id = openapi.ID,
+  owner_id = openapi.ID,
+  title = openapi.STRING,
+  description = openapi.STRING,
+  location = openapi.STRING,
+  capacity = openapi.INTEGER,
+  amenities = {
+    type = "array",
+    items = openapi.STRING,
+    description = "on the compatibility paths: one comma-separated string",
+  },
+  price_per_hour = openapi.AMOUNT,
+  price_per_day = openapi.AMOUNT,
+  currency = openapi.CURRENCY,
+  timezone = { type = "string", example = "Africa/Nairobi" },
+  is_available = openapi.BOOLEAN,
+  main_image_url = openapi.TEXT_OR_NULL,
+  instant_book = openapi.BOOLEAN,
+  created_at = openapi.DATETIME,
+  updated_at = openapi.DATETIME,
+}
+local SPACE_REQUIRED = { "id", "owner_id", "title", "description", "location", "capacity",
+  "amenities", "price_per_hour", "price_per_day", "currency", "timezone", "is_available",
+  "instant_book", "created_at", "updated_at" }
+local SPACE = openapi.component("Space", openapi.object(SPACE_FIELDS, SPACE_REQUIRED))
+local detail_fields = {}
+for k, v in pairs(SPACE_FIELDS) do
+  detail_fields[k] = v
+end
+detail_fields.owner = openapi.object({ id = openapi.ID, name = openapi.STRING }, { "id", "name" })
+local SPACE_DETAIL = openapi.component("SpaceWithOwner", openapi.object(detail_fields,
+  { "id", "owner_id", "title", "owner" }))
+local MESSAGE_SPACE = openapi.object({ message = openapi.MESSAGE, space = SPACE },
+  { "message", "space" })
+local BUSY_INTERVAL = openapi.component("BusyInterval", openapi.object({
+  start = openapi.DATETIME,
+  ["end"] = openapi.DATETIME,
+}, { "start", "end" }))
+local QUOTE = openapi.component("Quote", openapi.object({
+  space_id = openapi.ID,
+  start = openapi.DATETIME,
+  ["end"] = openapi.DATETIME,
+  currency = openapi.CURRENCY,
+  hours = openapi.NUMBER,
+  lines = openapi.array(openapi.ref("PriceLine")),
+  subtotal = openapi.AMOUNT,
+  tax = openapi.AMOUNT,
+  tax_rate_percent = openapi.NUMBER,
+  total = openapi.AMOUNT,
+}, { "currency", "lines", "subtotal", "tax", "total" }))
+openapi.component("PriceLine", openapi.object({
+  code = openapi.STRING,
+  description = openapi.STRING,
+  quantity = openapi.NUMBER,
+  unit_amount = openapi.AMOUNT,
+  amount = openapi.AMOUNT,
+}, { "description", "amount" }))
+
 spacer.get({ "/api/spaces/spaces", compat("/api/spaces") }, {
   summary = "Available spaces; filters q, location, min_capacity, max_price_per_hour, "
     .. "available_from, available_to; page, per_page",
+  query = LIST_FILTERS,
+  paged = true,
+  result = SPACE,
   tags = TAGS,
 }, _M.list)
 
 spacer.get({ "/api/spaces/spaces/mine", compat("/api/spaces/my") }, {
   roles = OWNERS,
   summary = "The caller's spaces, available or not",
+  paged = true,
+  result = SPACE,
   tags = TAGS,
 }, _M.mine)
 
 spacer.get({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
   summary = "One space, with its owner's id and name",
+  result = SPACE_DETAIL,
+  responses = { [404] = "no such space" },
   tags = TAGS,
 }, _M.show)
 
 spacer.get("/api/spaces/spaces/{id}/availability", {
   summary = "Confirmed busy intervals between from and to (default: the next 30 days)",
+  description = "from defaults to now, to to 30 days after from; at most "
+    .. MAX_AVAILABILITY_DAYS .. " days. Times without an offset are read in the space's zone.",
+  query = WINDOW,
+  paged = true,
+  result = BUSY_INTERVAL,
+  responses = { [404] = "no such space" },
   tags = TAGS,
 }, _M.availability)
 
 spacer.get("/api/spaces/spaces/{id}/quote", {
   summary = "What a booking from start to end would cost (nothing is booked)",
+  query = QUOTE_QUERY,
+  result = QUOTE,
+  responses = { [404] = "no such space" },
   tags = TAGS,
 }, _M.quote)
 
@@ -624,6 +707,9 @@ spacer.post({ "/api/spaces/spaces", compat("/api/spaces") }, {
   roles = OWNERS,
   body = SPACE_BODY,
   summary = "Create a space (owner, admin)",
+  description = "owner_id: an admin may give the space to an owner; for an owner it is a 422.",
+  status = 201,
+  result = MESSAGE_SPACE,
   tags = TAGS,
 }, _M.create)
 
@@ -632,6 +718,8 @@ local UPDATE = {
   body = SPACE_BODY,
   partial = true,
   summary = "Change a space (its owner, admin)",
+  result = MESSAGE_SPACE,
+  responses = { [403] = "another owner's space", [404] = "no such space" },
   tags = TAGS,
 }
 spacer.patch({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, UPDATE, _M.update)
@@ -640,6 +728,9 @@ spacer.put(compat("/api/spaces/{id}"), UPDATE, _M.update) -- the web app's Edit 
 spacer.delete({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
   roles = OWNERS,
   summary = "Remove a space (its owner, admin); 409 while confirmed bookings are to come",
+  result = openapi.ref("Message"),
+  responses = { [403] = "another owner's space", [404] = "no such space",
+    [409] = "the space has confirmed bookings still to come (space_has_bookings)" },
   tags = TAGS,
 }, _M.delete)
 

@@ -9,6 +9,7 @@
 -- recorded for it, so the table holds failures only and every count uses its partial
 -- indexes. Rows older than the window are pruned now and then as failures come in.
 local api = require("lib.api")
+local openapi = require("lib.openapi")
 
 local _M = {}
 
@@ -378,9 +379,38 @@ local compat = api.compat_path
 local TAGS = { "users" }
 local ADMIN = { "admin" }
 
+-- The shapes of the answers, for the OpenAPI document (api.user and api.user_brief).
+local ROLE = { type = "string", enum = spacer.json.array({ "client", "owner", "admin" }) }
+local USER = openapi.component("User", openapi.object({
+  id = openapi.ID,
+  name = openapi.STRING,
+  email = { type = "string", format = "email" },
+  role = ROLE,
+  is_verified = openapi.BOOLEAN,
+  created_at = openapi.DATETIME,
+}, { "id", "name", "email", "role", "is_verified", "created_at" }))
+local USER_BRIEF = openapi.component("UserBrief", openapi.object({
+  id = openapi.ID,
+  name = openapi.STRING,
+  email = { type = "string", format = "email" },
+  role = ROLE,
+}, { "id", "name", "email", "role" }))
+local MESSAGE_USER = openapi.object({ message = openapi.MESSAGE, user = USER },
+  { "message", "user" })
+local MESSAGE_ONLY = openapi.component("Message",
+  openapi.object({ message = openapi.MESSAGE }, { "message" }))
+local LOGIN_RESULT = openapi.component("LoginResult", openapi.object({
+  message = { type = "string", example = "Login successful" },
+  token = { type = "string", description = "the bearer token (JWT) for Authorization" },
+  user = USER_BRIEF,
+}, { "message", "token", "user" }))
+local WRONG_PASSWORDS = "too many failed attempts (Retry-After)"
+
 spacer.post({ "/api/users/register", compat("/api/register") }, {
   body = REGISTER,
   summary = "Register a client or owner account",
+  status = 201,
+  result = MESSAGE_USER,
   responses = { [201] = "registered: message, user", [409] = "email already registered" },
   tags = TAGS,
 }, _M.register)
@@ -388,8 +418,9 @@ spacer.post({ "/api/users/register", compat("/api/register") }, {
 spacer.post({ "/api/users/login", compat("/api/login") }, {
   body = LOGIN_BODY,
   summary = "Log in: a token and the user; 429 after too many failures",
+  result = LOGIN_RESULT,
   responses = { [200] = "message, token, user", [401] = "Invalid credentials",
-    [429] = "too many failed attempts (Retry-After)" },
+    [429] = WRONG_PASSWORDS },
   description = "401 Invalid credentials for a wrong email or password. Within [login] "
     .. "window_minutes, max_failures_per_email failures for one email or "
     .. "max_failures_per_ip from one address give 429 with Retry-After, before any "
@@ -401,68 +432,63 @@ spacer.post({ "/api/users/logout", compat("/api/logout") }, {
   summary = "Log out (tokens are stateless: the client discards its token)",
   description = "Always 200. The server keeps no session: a token stays valid until it "
     .. "expires ([auth] token_lifetime), so logging out means the client forgets it.",
+  result = MESSAGE_ONLY,
+  db = false,
   tags = TAGS,
 }, _M.logout)
 
 spacer.get({ "/api/users/profile", compat("/api/profile") }, {
   auth = true,
   summary = "The caller's profile",
+  result = USER,
   tags = TAGS,
 }, _M.profile)
 
-spacer.patch("/api/users/profile", {
+local PROFILE_UPDATE = {
   auth = true,
   body = PROFILE_CHANGE,
   partial = true,
   summary = "Change one's name, or password (with current_password)",
+  result = MESSAGE_USER,
   responses = { [200] = "message, user", [429] = "too many wrong current passwords" },
   tags = TAGS,
-}, _M.update_profile)
-
-spacer.route({ "PATCH", "PUT" }, { compat("/api/profile") }, {
-  auth = true,
-  body = PROFILE_CHANGE,
-  partial = true,
-  summary = "Change one's name, or password (with current_password)",
-  responses = { [200] = "message, user", [429] = "too many wrong current passwords" },
-  tags = TAGS,
-}, _M.update_profile)
+}
+spacer.patch("/api/users/profile", PROFILE_UPDATE, _M.update_profile)
+spacer.route({ "PATCH", "PUT" }, { compat("/api/profile") }, PROFILE_UPDATE, _M.update_profile)
 
 spacer.get({ "/api/users/users", compat("/api/users") }, {
   roles = ADMIN,
   summary = "Every user (admin); filter role; page, per_page",
-  responses = { [200] = "array of users; X-Total-Count and Link headers" },
+  query = USER_FILTERS,
+  paged = true,
+  result = USER,
   tags = TAGS,
 }, _M.list)
 
 spacer.get({ "/api/users/users/{id}", compat("/api/users/{id}") }, {
   roles = ADMIN,
   summary = "One user (admin)",
+  result = USER,
   responses = { [404] = "no such user" },
   tags = TAGS,
 }, _M.show)
 
-spacer.patch("/api/users/users/{id}", {
+local USER_UPDATE = {
   roles = ADMIN,
   body = USER_CHANGE,
   partial = true,
   summary = "Change a user's name, email, role or is_verified (admin)",
+  result = MESSAGE_USER,
   responses = { [404] = "no such user", [409] = "email taken, or the last admin demoted" },
   tags = TAGS,
-}, _M.update)
-
-spacer.put({ compat("/api/users/{id}") }, {
-  roles = ADMIN,
-  body = USER_CHANGE,
-  partial = true,
-  summary = "Change a user's name, email, role or is_verified (admin)",
-  responses = { [404] = "no such user", [409] = "email taken, or the last admin demoted" },
-  tags = TAGS,
-}, _M.update)
+}
+spacer.patch("/api/users/users/{id}", USER_UPDATE, _M.update)
+spacer.put({ compat("/api/users/{id}") }, USER_UPDATE, _M.update)
 
 spacer.delete({ "/api/users/users/{id}", compat("/api/users/{id}") }, {
   roles = ADMIN,
   summary = "Delete a user (admin); never the last admin",
+  result = MESSAGE_ONLY,
   responses = { [404] = "no such user",
     [409] = "the last admin, or a user who still has spaces, bookings or payments" },
   tags = TAGS,
