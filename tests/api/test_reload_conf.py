@@ -11,7 +11,7 @@ import string
 import subprocess
 import time
 
-from harness import BIN, ROOT, Server, check, eq, error_body, test
+from harness import BIN, ROOT, Server, check, eq, error_body, server, test
 
 PASSWORD = "password123"
 
@@ -236,3 +236,14 @@ def a_worker_restarted_on_broken_scripts_answers_503_until_they_load():
         eq(new, s.worker_pids(), "the worker stayed")
     finally:
         s.close()
+
+
+@test
+def the_api_document_names_restart_required_in_the_reload_answer():
+    r = server().get("/apispec.json")
+    eq(200, r.status)
+    op = r.json["paths"]["/api/admin/reload"]["post"]
+    schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+    eq({"type": "array", "items": {"type": "string"}}, schema["properties"]["restart_required"])
+    check("restart_required" in schema["required"], schema)
+    check("spacer.conf" in op["summary"] and "restart" in op["description"], op)
