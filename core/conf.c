@@ -71,6 +71,10 @@ static const struct key_def keys[] = {
     {"scripts", "load_instruction_limit", K_INT, OFF(load_instruction_limit), "0", 0, LONG_MAX},
     {"scripts", "memory_limit", K_SIZE, OFF(memory_limit), "256M", 1L << 20, 1L << 40},
     {"scripts", "reload", K_RELOAD, OFF(reload_watch), "manual", 0, 0},
+    {"cache", "enabled", K_BOOL, OFF(cache_enabled), "on", 0, 0},
+    {"cache", "ttl", K_INT, OFF(cache_ttl_ms), "5", 0, 3600},
+    {"cache", "max_entries", K_INT, OFF(cache_max_entries), "1000", 1, 1000000},
+    {"cache", "max_size", K_SIZE, OFF(cache_max_size), "64M", 64L << 10, 1L << 40},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0},
     {"http_client", "timeout", K_INT, OFF(http_timeout_s), "10", 1, 600},
     {"http_client", "max_response_size", K_SIZE, OFF(http_max_response), "1M", 1024, 1L << 30},
@@ -79,8 +83,8 @@ static const struct key_def keys[] = {
     {"http_client", "verify", K_BOOL, OFF(http_verify), "on", 0, 0},
 };
 
-static const char *core_sections[] = {"server",  "http", "database",   "auth",
-                                      "scripts", "log",  "http_client"};
+static const char *core_sections[] = {"server",  "http", "database", "auth",       "scripts",
+                                      "cache", "log",  "http_client"};
 
 /* Secrets that appear in tutorials and templates: never good enough for production. */
 static const char *placeholder_secrets[] = {
@@ -246,7 +250,7 @@ static int apply(struct sp_conf *c, const struct key_def *k, const char *v, cons
         }
         if (k->offset == OFF(shutdown_timeout_ms) || k->offset == OFF(connect_timeout_ms) ||
             k->offset == OFF(statement_timeout_ms) || k->offset == OFF(header_timeout_ms) ||
-            k->offset == OFF(keepalive_timeout_ms))
+            k->offset == OFF(keepalive_timeout_ms) || k->offset == OFF(cache_ttl_ms))
             n *= 1000; /* written in seconds, kept in milliseconds */
         if (k->offset == OFF(load_instruction_limit) && n > 0 && n < 1000) {
             sp_err_set(err, "%s:%d: %s.%s must be 0 (as instruction_limit) or from 1000 to %ld, "

@@ -63,6 +63,12 @@ struct sp_conf {
     size_t memory_limit;
     int reload_watch;
 
+    /* [cache] */
+    int cache_enabled;
+    int cache_ttl_ms;
+    int cache_max_entries;
+    size_t cache_max_size;
+
     /* [log] */
     int log_level;
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "conf.h"
 #include "embed.h"
 #include "json.h"
@@ -458,7 +459,7 @@ static void caller_source(lua_State *L, char *buf, size_t cap)
     }
 }
 
-/* core.add_route(method, path, entry, auth, roles, compat) */
+/* core.add_route(method, path, entry, auth, roles, compat, cache_tags, etag) */
 static int l_core_add_route(lua_State *L)
 {
     struct sp_gen *gen = sp_gen_of(L);
@@ -484,6 +485,21 @@ static int l_core_add_route(lua_State *L)
             if ((rt->roles[rt->nroles] = strdup(sp_lua_checktext(L, -1, NULL))) == NULL)
                 return luaL_error(L, "out of memory");
             rt->nroles++;
+            lua_pop(L, 1);
+        }
+    }
+    rt->etag = lua_toboolean(L, 8);
+    if (lua_istable(L, 7)) {
+        int n = (int)lua_rawlen(L, 7);
+        if (n > SP_CACHE_MAX_TAGS)
+            return luaL_error(L, "%s: at most %d cache tags", source, SP_CACHE_MAX_TAGS);
+        if ((rt->cache_tags = calloc((size_t)n + 1, sizeof(char *))) == NULL)
+            return luaL_error(L, "out of memory");
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, 7, i);
+            if ((rt->cache_tags[rt->ncache_tags] = strdup(luaL_checkstring(L, -1))) == NULL)
+                return luaL_error(L, "out of memory");
+            rt->ncache_tags++;
             lua_pop(L, 1);
         }
     }

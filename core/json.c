@@ -6,12 +6,20 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static char null_tag;            /* its address is spacer.json.null */
 static const char array_mt_key = 'a'; /* registry key of the array metatable */
+static const char raw_mt_key = 'r';   /* registry key of the raw JSON metatable */
+
+static int raw_tostring(lua_State *L)
+{
+    lua_pushlstring(L, lua_touserdata(L, 1), lua_rawlen(L, 1));
+    return 1;
+}
 
 void sp_json_init(lua_State *L)
 {
@@ -19,6 +27,36 @@ void sp_json_init(lua_State *L)
     lua_pushliteral(L, "array");
     lua_setfield(L, -2, "__name");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
+    lua_newtable(L);
+    lua_pushliteral(L, "spacer.json.raw");
+    lua_setfield(L, -2, "__name");
+    lua_pushliteral(L, "spacer.json.raw");
+    lua_setfield(L, -2, "__metatable"); /* scripts cannot forge one with setmetatable */
+    lua_pushcfunction(L, raw_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &raw_mt_key);
+}
+
+void sp_json_push_raw(lua_State *L, const char *s, size_t len)
+{
+    void *p = lua_newuserdatauv(L, len, 0);
+
+    if (len > 0)
+        memcpy(p, s, len);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &raw_mt_key);
+    lua_setmetatable(L, -2);
+}
+
+int sp_json_is_raw(lua_State *L, int idx)
+{
+    int yes = 0;
+
+    if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &raw_mt_key);
+        yes = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    return yes;
 }
 
 void sp_json_push_null(lua_State *L)
@@ -260,7 +298,7 @@ static int dec_array(struct dec *d, int depth)
 
 static int dec_object(struct dec *d, int depth)
 {
-    lua_newtable(d->L);
+    lua_createtable(d->L, 0, 4); /* room for a small object: fewer rehashes */
     skip_ws(d);
     if (d->p < d->e && *d->p == '}') {
         d->p++;
@@ -347,33 +385,110 @@ done:
 
 /* ---- encoding ------------------------------------------------------------ */
 
+/* 1 when one of the 8 bytes of w is below 0x20, a quote or a backslash (bit tricks of
+ * "Bit Twiddling Hacks": hasless(w, 0x20) and haszero(w ^ c); exact as a yes/no). */
+static int word_needs_escape(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+
+    return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs ? 1 : 0;
+}
+
 void sp_json_add_string(struct sp_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    const char *run = s, *e = s + len;
+    char *d;
+    size_t i = 0;
 
-    sp_buf_reserve(out, len + 2);
-    sp_buf_addc(out, '"');
-    for (; s < e; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        sp_buf_add(out, run, (size_t)(s - run));
-        run = s + 1;
-        switch (c) {
-        case '"': sp_buf_add(out, "\\\"", 2); break;
-        case '\\': sp_buf_add(out, "\\\\", 2); break;
-        case '\n': sp_buf_add(out, "\\n", 2); break;
-        case '\r': sp_buf_add(out, "\\r", 2); break;
-        case '\t': sp_buf_add(out, "\\t", 2); break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            sp_buf_add(out, u, 6);
+    sp_buf_reserve(out, len * 6 + 2); /* the worst case: every byte a \u00XX */
+    d = out->data + out->len;
+    *d++ = '"';
+    while (i < len) {
+        uint64_t w;
+        while (i + 8 <= len) { /* the common case: runs of plain text, 8 bytes at a time */
+            memcpy(&w, s + i, 8);
+            if (word_needs_escape(w))
+                break;
+            memcpy(d, s + i, 8);
+            d += 8, i += 8;
         }
+        if (i >= len)
+            break;
+        unsigned char c = (unsigned char)s[i++];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *d++ = (char)c;
+            continue;
+        }
+        *d++ = '\\';
+        switch (c) {
+        case '"': *d++ = '"'; break;
+        case '\\': *d++ = '\\'; break;
+        case '\n': *d++ = 'n'; break;
+        case '\r': *d++ = 'r'; break;
+        case '\t': *d++ = 't'; break;
+        default:
+            *d++ = 'u', *d++ = '0', *d++ = '0', *d++ = hex[c >> 4], *d++ = hex[c & 15];
         }
     }
-    sp_buf_add(out, run, (size_t)(e - run));
-    sp_buf_addc(out, '"');
+    *d++ = '"';
+    out->len = (size_t)(d - out->data);
+    out->data[out->len] = '\0';
+}
+
+/* Writes n in decimal into tmp; the length. */
+static int format_int(long long n, char *tmp)
+{
+    char rev[24];
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    int len = 0, i = 0;
+
+    do
+        rev[i++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (n < 0)
+        tmp[len++] = '-';
+    while (i > 0)
+        tmp[len++] = rev[--i];
+    tmp[len] = '\0';
+    return len;
+}
+
+/* The usual float of an API (an amount, a duration: a few decimals): when v is m / 10^k for an
+ * integer m of at most 14 digits and k <= 3, that decimal reads back as v, so it is exactly
+ * what %.14g writes (v is closer to it than half a step of the 14-digit grid). The length,
+ * or 0 for any other number (the slow path decides). */
+static int format_short_float(double v, char *tmp)
+{
+    static const double pow10[] = {1, 10, 100, 1000};
+
+    if (v == 0 && signbit(v))
+        return 0;
+    for (int k = 0; k <= 3; k++) {
+        double scaled = v * pow10[k];
+        if (!(fabs(scaled) < 1e14))
+            return 0;
+        long long m = llround(scaled);
+        if ((double)m / pow10[k] != v)
+            continue;
+        long long p = (long long)pow10[k], whole = m / p, frac = m % p;
+        int n = 0;
+        if (m < 0) {
+            tmp[n++] = '-';
+            whole = -whole, frac = -frac;
+        }
+        n += format_int(whole, tmp + n);
+        if (k > 0) {
+            tmp[n++] = '.';
+            for (long long d = p / 10; d > 0; d /= 10)
+                tmp[n++] = (char)('0' + (frac / d) % 10);
+            while (tmp[n - 1] == '0') /* the smallest k was tried first: never the point */
+                n--;
+        }
+        tmp[n] = '\0';
+        return n;
+    }
+    return 0;
 }
 
 static void add_number(struct sp_buf *out, lua_State *L, int idx)
@@ -382,7 +497,7 @@ static void add_number(struct sp_buf *out, lua_State *L, int idx)
     int n;
 
     if (lua_isinteger(L, idx)) {
-        n = snprintf(tmp, sizeof(tmp), "%lld", (long long)lua_tointeger(L, idx));
+        n = format_int((long long)lua_tointeger(L, idx), tmp);
         sp_buf_add(out, tmp, (size_t)n);
         return;
     }
@@ -391,9 +506,11 @@ static void add_number(struct sp_buf *out, lua_State *L, int idx)
         sp_buf_add(out, "null", 4);
         return;
     }
-    n = snprintf(tmp, sizeof(tmp), "%.14g", v);
-    if (strtod(tmp, NULL) != v)
-        n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+    if ((n = format_short_float(v, tmp)) == 0) {
+        n = snprintf(tmp, sizeof(tmp), "%.14g", v);
+        if (strtod(tmp, NULL) != v)
+            n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+    }
     if (strpbrk(tmp, ".eEn") == NULL)
         tmp[n++] = '.', tmp[n++] = '0', tmp[n] = '\0'; /* a float stays a float: 500.0 */
     sp_buf_add(out, tmp, (size_t)n);
@@ -451,6 +568,12 @@ static int enc_value(lua_State *L, int idx, struct sp_buf *out, int depth, int m
     case LUA_TLIGHTUSERDATA:
         if (sp_json_is_null(L, idx)) {
             sp_buf_add(out, "null", 4);
+            return 0;
+        }
+        break;
+    case LUA_TUSERDATA:
+        if (sp_json_is_raw(L, idx)) {
+            sp_buf_add(out, lua_touserdata(L, idx), lua_rawlen(L, idx));
             return 0;
         }
         break;

@@ -20,6 +20,10 @@ int sp_json_decode(lua_State *L, const char *s, size_t len, int max_depth, sp_er
 int sp_json_encode(lua_State *L, int idx, struct sp_buf *out, int max_depth, sp_err *err);
 
 void sp_json_push_null(lua_State *L);
+/* Pushes a raw JSON value: s (valid JSON, which the caller vouches for: PostgreSQL's json
+ * output, or text that was decoded once) is written by the encoder as it is. */
+void sp_json_push_raw(lua_State *L, const char *s, size_t len);
+int sp_json_is_raw(lua_State *L, int idx);
 int sp_json_is_null(lua_State *L, int idx);
 /* Pushes a new empty table marked as a JSON array, sized for n items. [-0, +1, m] */
 void sp_json_new_array(lua_State *L, int n);

@@ -13,6 +13,7 @@
 #include "gen.h"
 #include "json.h"
 #include "lua_spacer.h"
+#include "pgjson.h"
 #include "pgpool.h"
 #include "req.h"
 
@@ -199,7 +200,7 @@ static int l_db_error_tostring(lua_State *L)
 
 /* ---- queries ----------------------------------------------------------------- */
 
-enum db_mode { DB_ROWS, DB_ONE, DB_EXEC, DB_PLAIN };
+enum db_mode { DB_ROWS, DB_ONE, DB_EXEC, DB_PLAIN, DB_JSON, DB_JSON_ONE, DB_JSON_WITH };
 
 static void query_done(void *arg, const struct sp_pg_result *r)
 {
@@ -208,6 +209,105 @@ static void query_done(void *arg, const struct sp_pg_result *r)
     req->pending--;
     lua_pushlightuserdata(req->co, (void *)r);
     sp_req_resume(req, 1);
+}
+
+/* json_with: the shapers are the table at index 1 of the coroutine's stack. */
+static int shaper_has(void *arg, const char *column)
+{
+    lua_State *L = arg;
+    int yes = lua_getfield(L, 1, column) == LUA_TFUNCTION;
+
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* spacer.time.format as the shaper of {epoch,zone} (a text array, its zone unquoted): done
+ * here, without the Lua call. -1: not such a value, or a bad one (the Lua call then says). */
+static int shape_time(const char *v, struct sp_buf *out)
+{
+    char zone[128], buf[64];
+    const char *comma;
+    char *end;
+    long long epoch;
+    size_t n;
+    sp_err err;
+
+    if (v[0] != '{' || (comma = strchr(v, ',')) == NULL)
+        return -1;
+    epoch = strtoll(v + 1, &end, 10);
+    if (end != comma || comma[1] == '"' || (n = strlen(comma + 1)) < 2 || n > sizeof(zone) ||
+        comma[n] != '}')
+        return -1;
+    memcpy(zone, comma + 1, n - 1);
+    zone[n - 1] = '\0';
+    if (sp_time_format((int64_t)epoch, zone, buf, sizeof(buf), &err) != 0)
+        return -1;
+    sp_json_add_string(out, buf, strlen(buf));
+    return 0;
+}
+
+/* Calls shapers[column](value) — for an array value, with its elements as the arguments —
+ * and encodes what it answers; on failure the error message is left on the stack. */
+static int shaper_write(void *arg, const PGresult *res, int row, int col, struct sp_buf *out)
+{
+    lua_State *L = arg;
+    Oid type = PQftype(res, col);
+    int nargs = 1;
+    sp_err err;
+
+    lua_getfield(L, 1, PQfname(res, col));
+    if (type == OID_TEXTARR && lua_tocfunction(L, -1) == sp_lua_time_format &&
+        shape_time(PQgetvalue(res, row, col), out) == 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    push_value(L, res, row, col, type);
+    if (type == OID_TEXTARR || type == OID_VARCHARARR || type == OID_INT2ARR ||
+        type == OID_INT4ARR || type == OID_INT8ARR) {
+        int t = lua_gettop(L);
+        nargs = (int)lua_rawlen(L, t);
+        luaL_checkstack(L, nargs, "too many array elements for a shaper");
+        for (int i = 1; i <= nargs; i++)
+            lua_rawgeti(L, t, i);
+        lua_remove(L, t);
+    }
+    if (lua_pcall(L, nargs, 1, 0) != LUA_OK)
+        return -1;
+    if (sp_json_encode(L, -1, out, SP_JSON_MAX_DEPTH, &err) != 0) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "spacer.db.json_with: %s: %s", PQfname(res, col), err.msg);
+        return -1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* The JSON of the rows (pgjson.h) and a table of the first row's "_" columns, named without
+ * the "_" ({total = 54}). */
+static int push_json(lua_State *L, const PGresult *res, int one, int shaped)
+{
+    struct sp_buf b = {0};
+    struct sp_pgjson_hooks hooks = {shaper_has, shaper_write, L};
+    int n = sp_pgjson_write(res, one, shaped ? &hooks : NULL, &b);
+
+    if (n < 0) {
+        sp_buf_free(&b);
+        return lua_error(L); /* the shaper's error */
+    }
+    if (one && n == 0)
+        lua_pushnil(L);
+    else
+        sp_json_push_raw(L, b.data, b.len);
+    sp_buf_free(&b);
+    lua_newtable(L);
+    for (int c = 0; c < PQnfields(res) && PQntuples(res) > 0; c++) {
+        const char *name = PQfname(res, c);
+        if (name[0] != '_')
+            continue;
+        push_value(L, res, 0, c, PQftype(res, c));
+        lua_setfield(L, -2, name + 1);
+    }
+    return 2;
 }
 
 static int query_cont(lua_State *L, int status, lua_KContext ctx)
@@ -230,6 +330,9 @@ static int query_cont(lua_State *L, int status, lua_KContext ctx)
         lua_pushinteger(L, n && *n ? strtoll(n, NULL, 10) : 0);
         return 1;
     case DB_PLAIN: return 0;
+    case DB_JSON: return push_json(L, r->res, 0, 0);
+    case DB_JSON_ONE: return push_json(L, r->res, 1, 0);
+    case DB_JSON_WITH: return push_json(L, r->res, 0, 1);
     }
     return 0;
 }
@@ -288,12 +391,15 @@ static int to_params(lua_State *L, int from, const char **values, struct sp_buf 
 static int db_send(lua_State *L, enum db_mode mode)
 {
     struct sp_req *req = need_req(L);
-    const char *sql = sp_lua_checktext(L, 1, NULL);
+    int at = mode == DB_JSON_WITH ? 2 : 1; /* json_with: the shapers come first */
+    const char *sql = sp_lua_checktext(L, at, NULL);
     const char *values[MAX_PARAMS];
     struct sp_buf scratch = {0};
     int n, rc;
 
-    n = to_params(L, 2, values, &scratch);
+    if (mode == DB_JSON_WITH)
+        luaL_checktype(L, 1, LUA_TTABLE);
+    n = to_params(L, at + 1, values, &scratch);
     sp_buf_free(&scratch);
     if (req->npins > 0)
         rc = sp_pool_query_on(req->pins[req->npins - 1], sql, n, values, query_done, req);
@@ -315,6 +421,26 @@ static int l_db_query(lua_State *L)
 static int l_db_one(lua_State *L)
 {
     return db_send(L, DB_ONE);
+}
+
+/* spacer.db.json(sql, ...) -> the rows as a raw JSON array, meta  [-n, +2, e] (yields) */
+static int l_db_json(lua_State *L)
+{
+    return db_send(L, DB_JSON);
+}
+
+/* spacer.db.json_one(sql, ...) -> the first row as a raw JSON object | nil, meta
+ * [-n, +2, e] (yields) */
+static int l_db_json_one(lua_State *L)
+{
+    return db_send(L, DB_JSON_ONE);
+}
+
+/* spacer.db.json_with(shapers, sql, ...) -> as spacer.db.json, but a column named in shapers
+ * is written as shapers[name](value) answers  [-n, +2, e] (yields) */
+static int l_db_json_with(lua_State *L)
+{
+    return db_send(L, DB_JSON_WITH);
 }
 
 /* spacer.db.exec(sql, ...) -> affected rows  [-n, +1, e] (yields) */
@@ -420,6 +546,7 @@ void sp_lua_open_db(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"query", l_db_query},     {"one", l_db_one},           {"exec", l_db_exec},
+        {"json", l_db_json},       {"json_one", l_db_json_one}, {"json_with", l_db_json_with},
         {"_begin", l_db_begin},    {"_commit", l_db_commit},    {"_rollback", l_db_rollback},
         {"is_error", l_db_is_error}, {NULL, NULL},
     };

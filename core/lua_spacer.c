@@ -74,6 +74,20 @@ static int l_json_decode(lua_State *L)
     return 1;
 }
 
+/* spacer.json.raw(s) -> a value the encoder writes as s itself; s must be valid JSON */
+static int l_json_raw(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    sp_err err;
+
+    if (sp_json_decode(L, s, len, SP_JSON_MAX_DEPTH, &err) != 0)
+        return luaL_error(L, "spacer.json.raw: %s", err.msg);
+    lua_pop(L, 1);
+    sp_json_push_raw(L, s, len);
+    return 1;
+}
+
 static int l_json_array(lua_State *L)
 {
     if (lua_isnoneornil(L, 1))
@@ -104,6 +118,7 @@ void sp_lua_open_json(lua_State *L)
         {"decode", l_json_decode},
         {"array", l_json_array},
         {"is_array", l_json_is_array},
+        {"raw", l_json_raw},
         {NULL, NULL},
     };
 
@@ -289,8 +304,26 @@ int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err
     if (use_zone(tz, err) != 0)
         return -1;
     localtime_r(&tt, &tm);
-    n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
     off = tm.tm_gmtoff;
+    if (tm.tm_year >= 1000 - 1900 && tm.tm_year <= 9999 - 1900 && cap >= 26) {
+        /* What strftime("%Y-%m-%dT%H:%M:%S") and the offset below write, digit by digit
+         * (booking lists format two times a row). */
+        int y = tm.tm_year + 1900;
+        long a = labs(off);
+        int f[] = {tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                   (int)(a / 3600), (int)(a % 3600 / 60)};
+        static const char sep[] = "--T::\0:";
+        char *p = buf;
+        *p++ = (char)('0' + y / 1000), *p++ = (char)('0' + y / 100 % 10);
+        *p++ = (char)('0' + y / 10 % 10), *p++ = (char)('0' + y % 10);
+        for (int i = 0; i < 7; i++) {
+            *p++ = i == 5 ? (off < 0 ? '-' : '+') : sep[i];
+            *p++ = (char)('0' + f[i] / 10 % 10), *p++ = (char)('0' + f[i] % 10);
+        }
+        *p = '\0';
+        return 0;
+    }
+    n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf + n, cap - n, "%c%02ld:%02ld", off < 0 ? '-' : '+', labs(off) / 3600,
              (labs(off) % 3600) / 60);
     return 0;
@@ -321,7 +354,7 @@ static int l_time_parse(lua_State *L)
 }
 
 /* spacer.time.format(epoch, tz) -> "2026-12-01T10:00:00+03:00" */
-static int l_time_format(lua_State *L)
+int sp_lua_time_format(lua_State *L)
 {
     char buf[64];
     sp_err err;
@@ -383,7 +416,7 @@ static int l_time_valid_zone(lua_State *L)
 void sp_lua_open_time(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
-        {"parse", l_time_parse}, {"format", l_time_format},         {"fields", l_time_fields},
+        {"parse", l_time_parse}, {"format", sp_lua_time_format},         {"fields", l_time_fields},
         {"now", l_time_now},     {"valid_zone", l_time_valid_zone}, {NULL, NULL},
     };
 
@@ -503,5 +536,5 @@ void sp_lua_open_crypto(lua_State *L)
 void (*const sp_lua_openers[])(lua_State *L) = {
     sp_lua_open_json, sp_lua_open_log, sp_lua_open_time, sp_lua_open_crypto,
     sp_lua_open_auth, sp_lua_open_db,  sp_lua_open_ops,  sp_lua_open_http,
-    sp_lua_open_timer, sp_lua_open_files, NULL,
+    sp_lua_open_timer, sp_lua_open_files, sp_lua_open_cache, NULL,
 };

@@ -15,6 +15,7 @@ void sp_lua_open_auth(lua_State *L);
 void sp_lua_open_db(lua_State *L);
 void sp_lua_open_ops(lua_State *L);
 void sp_lua_open_files(lua_State *L);
+void sp_lua_open_cache(lua_State *L);
 
 /* All of the above, NULL-terminated: what a generation is loaded with (sp_gen_load()). */
 extern void (*const sp_lua_openers[])(lua_State *L);
@@ -22,6 +23,9 @@ extern void (*const sp_lua_openers[])(lua_State *L);
 /* Time zones: seconds since the epoch <-> a zone's wall clock, DST-correct (tzdata). */
 int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err);
 int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err);
+/* spacer.time.format(epoch, zone) -> "2026-12-01T10:00:00+03:00" (spacer.db.json_with knows it
+ * as a shaper and runs it without a Lua call) */
+int sp_lua_time_format(lua_State *L);
 
 /* Raises a spacer.error with status, code and message from C.  [-0, +0, v] */
 int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message);

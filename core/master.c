@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "conf.h"
 #include "gen.h"
 #include "log.h"
@@ -452,7 +453,7 @@ int sp_master_run(const struct sp_conf *conf)
     close(fd);
     m.n = conf->workers;
     m.slots = calloc((size_t)m.n, sizeof(*m.slots));
-    if (metrics_init(m.n, &err) != 0)
+    if (metrics_init(m.n, &err) != 0 || sp_cache_shared_init(&err) != 0)
         goto done;
     for (int i = 0; i < m.n; i++)
         if ((m.slots[i].fd = listen_socket(conf, 1, &err)) < 0) {

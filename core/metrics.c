@@ -31,6 +31,7 @@ struct shared {
     atomic_ullong reloads_ok, reloads_failed, restarts;
     atomic_ullong http_calls[SP_HTTP_NOUTCOMES];
     atomic_ullong timer_ok, timer_failed, timer_skipped;
+    atomic_ullong cache_hits, cache_misses, cache_invalidations;
     struct sp_worker_info workers[SP_MAX_WORKERS];
     struct slot slots[SLOTS];
 };
@@ -116,6 +117,24 @@ void metrics_observe(const char *route, const char *method, int status, uint64_t
             atomic_fetch_add_explicit(&s->buckets[i], 1, memory_order_relaxed);
             break;
         }
+}
+
+void metrics_cache_hit(void)
+{
+    if (sh != NULL)
+        atomic_fetch_add_explicit(&sh->cache_hits, 1, memory_order_relaxed);
+}
+
+void metrics_cache_miss(void)
+{
+    if (sh != NULL)
+        atomic_fetch_add_explicit(&sh->cache_misses, 1, memory_order_relaxed);
+}
+
+void metrics_cache_invalidation(void)
+{
+    if (sh != NULL)
+        atomic_fetch_add_explicit(&sh->cache_invalidations, 1, memory_order_relaxed);
 }
 
 void metrics_script_error(void)
@@ -278,12 +297,25 @@ void metrics_render(struct sp_buf *out)
                   "spacer_generation %llu\n"
                   "# HELP spacer_worker_restarts_total Workers restarted after a crash.\n"
                   "# TYPE spacer_worker_restarts_total counter\n"
-                  "spacer_worker_restarts_total %llu\n",
+                  "spacer_worker_restarts_total %llu\n"
+                  "# HELP spacer_cache_hits_total Cacheable requests answered from the cache.\n"
+                  "# TYPE spacer_cache_hits_total counter\n"
+                  "spacer_cache_hits_total %llu\n"
+                  "# HELP spacer_cache_misses_total Cacheable requests that ran their handler.\n"
+                  "# TYPE spacer_cache_misses_total counter\n"
+                  "spacer_cache_misses_total %llu\n"
+                  "# HELP spacer_cache_invalidations_total Change notifications and flushes "
+                  "received (per worker).\n"
+                  "# TYPE spacer_cache_invalidations_total counter\n"
+                  "spacer_cache_invalidations_total %llu\n",
                   idle, busy, connecting, queued,
                   (unsigned long long)atomic_load(&sh->script_errors),
                   (unsigned long long)atomic_load(&sh->reloads_ok),
                   (unsigned long long)atomic_load(&sh->reloads_failed), (unsigned long long)gen,
-                  (unsigned long long)atomic_load(&sh->restarts));
+                  (unsigned long long)atomic_load(&sh->restarts),
+                  (unsigned long long)atomic_load(&sh->cache_hits),
+                  (unsigned long long)atomic_load(&sh->cache_misses),
+                  (unsigned long long)atomic_load(&sh->cache_invalidations));
     render_background(out);
     SP_UNUSED(total);
 }

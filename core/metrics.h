@@ -33,6 +33,9 @@ void metrics_observe(const char *route, const char *method, int status, uint64_t
 void metrics_script_error(void);
 void metrics_reload(int ok);
 void metrics_restart(void);
+void metrics_cache_hit(void);
+void metrics_cache_miss(void);
+void metrics_cache_invalidation(void);
 
 /* Outbound calls of spacer.http by outcome (the first word of the script's error). */
 enum sp_http_outcome {

@@ -17,11 +17,13 @@
 #include <time.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "conf.h"
 #include "gen.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "pglisten.h"
 #include "pgpool.h"
 
 static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
@@ -147,6 +149,94 @@ static int has_header(struct sp_req *req, const char *name)
     return sp_http_out_has(&req->out, name);
 }
 
+/* ---- conditional GET and the answer cache ------------------------------------------- */
+
+static const char *if_none_match(struct sp_req *req)
+{
+    return req->http != NULL ? sp_http_req_header(req->http, "If-None-Match") : NULL;
+}
+
+/* A 200 with an ETag, or a 304 when the client has it already. */
+static void reply_etagged(struct sp_req *req, const char *etag, const char *headers,
+                          size_t headers_len, const char *body, size_t len)
+{
+    sp_http_out_add(&req->out, "ETag", etag);
+    if (sp_cache_etag_matches(if_none_match(req), etag)) {
+        send_body(req, 304, NULL, NULL, 0);
+        return;
+    }
+    for (const char *p = headers, *e = headers + headers_len; p < e;) {
+        const char *value = p + strlen(p) + 1;
+        sp_http_out_add(&req->out, p, value);
+        p = value + strlen(value) + 1;
+    }
+    send_body(req, 200, "application/json; charset=utf-8", body, len);
+}
+
+/* A GET of a route with etag, before its handler: 1 when answered from the cache. */
+static int cache_answer(struct sp_req *req, const char *path, const char *query)
+{
+    const struct sp_route *rt = req->route;
+    struct sp_host *w = req->w;
+    const struct sp_cache_entry *e;
+    struct sp_buf key = {0};
+
+    req->etag = 1;
+    if (rt->ncache_tags == 0 || w->cache == NULL)
+        return 0;
+    if (!sp_listen_up(w->listen)) {
+        metrics_cache_miss();
+        return 0; /* changes may be missed now: never serve nor store */
+    }
+    for (int i = 0; i < rt->ncache_tags; i++)
+        req->cache_versions[i] = sp_cache_version(rt->cache_tags[i]);
+    sp_buf_adds(&key, path);
+    if (query != NULL) {
+        sp_buf_addc(&key, '?');
+        sp_buf_adds(&key, query);
+    }
+    sp_buf_addc(&key, '\0');
+    e = sp_cache_get(w->cache, key.data, req->gen->number, req->cache_versions, rt->ncache_tags);
+    if (e == NULL) {
+        metrics_cache_miss();
+        req->cache_key = key.data; /* the handler's answer goes there */
+        return 0;
+    }
+    sp_buf_free(&key);
+    metrics_cache_hit();
+    reply_etagged(req, e->etag, e->headers, e->headers_len, e->body, e->body_len);
+    return 1;
+}
+
+/* A 200 JSON answer of a route with etag: tagged, kept when it may be, sent or a 304. */
+static void reply_tagged(struct sp_req *req, lua_State *co, int hidx, const struct sp_buf *b)
+{
+    struct sp_buf h = {0};
+    char etag[SP_CACHE_ETAG_LEN];
+
+    if (hidx > 0 && lua_istable(co, hidx)) {
+        lua_pushnil(co);
+        while (lua_next(co, hidx) != 0) { /* Stack: k, v */
+            if (lua_type(co, -2) == LUA_TSTRING && lua_isstring(co, -1)) {
+                lua_pushvalue(co, -1);
+                sp_buf_adds(&h, lua_tostring(co, -3));
+                sp_buf_addc(&h, '\0');
+                sp_buf_adds(&h, lua_tostring(co, -1));
+                sp_buf_addc(&h, '\0');
+                lua_pop(co, 1);
+            }
+            lua_pop(co, 1);
+        }
+    }
+    sp_cache_etag(b->data, b->len, h.data, h.len, etag);
+    if (req->cache_key != NULL)
+        sp_cache_put(req->w->cache, req->cache_key, req->gen->number, req->cache_versions,
+                     req->route->ncache_tags, etag, h.data, h.len, b->data, b->len);
+    /* The headers are in req->out already (add_lua_headers): the ETag and the body remain. */
+    reply_etagged(req, etag, NULL, 0, b->data, b->len);
+    sp_buf_free(&h);
+}
+
 /* The handler returned: status, body[, headers] are at 1..n on the coroutine. */
 static void reply_results(struct sp_req *req, int nres)
 {
@@ -187,6 +277,8 @@ static void reply_results(struct sp_req *req, int nres)
     if (sp_json_encode(co, 2, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
         sp_log(SP_LOG_ERROR, "%s %s: %s", req->id, req->route->source, err.msg);
         send_error(req, 500, "script_error", "internal error");
+    } else if (req->etag && status == 200 && !has_header(req, "Content-Type")) {
+        reply_tagged(req, co, nres >= 3 ? 3 : 0, &b);
     } else {
         send_body(req, status,
                   has_header(req, "Content-Type") ? NULL : "application/json; charset=utf-8",
@@ -330,6 +422,7 @@ static void req_free(struct sp_req *req)
 
     stop_waiting(req);
     sp_req_release_pins(req);
+    free(req->cache_key);
     if (req->co != NULL)
         luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
     sp_gen_unref(req->gen);
@@ -767,6 +860,8 @@ void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req
     case SP_MATCH_OK: break;
     }
     req->route = m.route;
+    if (m.route->etag && strcmp(method, "GET") == 0 && cache_answer(req, path, hr->query))
+        goto done;
     L = gen->L;
     co = lua_newthread(L);
     req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cache.h"
 #include "gen.h"
 #include "http.h"
 #include "router.h"
@@ -24,6 +25,7 @@ struct sp_pgconn;
 struct sp_pool;
 struct sp_hasher;
 struct sp_httpc;
+struct sp_listen;
 struct sp_req;
 
 /* What the operations bindings (spacer.ops) may ask of the process. Set by the worker; NULL in
@@ -46,6 +48,8 @@ struct sp_host {
     struct sp_pool *pool;
     struct sp_hasher *hasher;
     struct sp_httpc *httpc; /* outbound HTTP (spacer.http), made on first use */
+    struct sp_cache *cache;   /* public GET answers; NULL when off (and in the runner) */
+    struct sp_listen *listen; /* change notifications: keep cache and the scripts' copies current */
     const struct sp_ops *ops;
     int inflight; /* requests not yet finished */
     int draining;
@@ -86,6 +90,9 @@ struct sp_req {
     void (*on_done)(struct sp_req *req, int ok); /* script tests: called instead of replying */
     void *on_done_arg;
     struct sp_http_out out; /* the reply's headers */
+    int etag;        /* the route's GET answer gets an ETag (and may be a 304) */
+    char *cache_key; /* non-NULL: store the answer under it, with cache_versions */
+    uint64_t cache_versions[SP_CACHE_MAX_TAGS];
     char method[16];
     sp_err err;
 };

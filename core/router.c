@@ -35,6 +35,9 @@ static void route_free(struct sp_route *rt)
     for (int i = 0; i < rt->nroles; i++)
         free(rt->roles[i]);
     free(rt->roles);
+    for (int i = 0; i < rt->ncache_tags; i++)
+        free(rt->cache_tags[i]);
+    free(rt->cache_tags);
     free(rt->segs);
     free(rt->method);
     free(rt->pattern);

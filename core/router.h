@@ -18,6 +18,9 @@ struct sp_route {
     char **roles;  /* NULL: any authenticated user */
     int nroles;
     int compat;    /* a compatibility path of the old web app */
+    int etag;      /* GET answers carry an ETag; If-None-Match may get a 304 */
+    char **cache_tags; /* non-NULL: a public GET whose answers may be cached under these tags */
+    int ncache_tags;
     int ref;       /* the generation's reference to the route's Lua table */
     /* compiled */
     int nseg;

@@ -19,6 +19,7 @@
 #include <openssl/rand.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "conf.h"
 #include "gen.h"
 #include "http.h"
@@ -26,6 +27,7 @@
 #include "lua_http.h"
 #include "lua_spacer.h"
 #include "metrics.h"
+#include "pglisten.h"
 #include "pgpool.h"
 #include "req.h"
 #include "timer.h"
@@ -314,6 +316,51 @@ static void http_drained(void *ctx)
         event_base_loopexit(w->base, NULL);
 }
 
+/* ---- change notifications: the answer cache and the scripts' copies ---------------------- */
+
+/* A committed change of a table (the payload is its name) on any instance. */
+static void on_change(void *arg, const char *payload)
+{
+    SP_UNUSED(arg);
+    sp_cache_touch(payload, strlen(payload));
+    metrics_cache_invalidation();
+}
+
+/* LISTEN is in effect again: whatever was announced meanwhile is lost, so forget it all. */
+static void on_subscribed(void *arg)
+{
+    struct sp_worker *w = arg;
+
+    sp_cache_flush_all();
+    sp_cache_clear(w->host.cache);
+    metrics_cache_invalidation();
+}
+
+static void on_listen_lost(void *arg)
+{
+    struct sp_worker *w = arg;
+
+    sp_log(SP_LOG_WARN, "worker %d: change notifications lost; cache off until reconnected",
+           w->index);
+    sp_cache_clear(w->host.cache);
+}
+
+#define CHANGES_CHANNEL "spacer_changes" /* sql/migrations/0009_notify_changes.sql */
+
+static int cache_start(struct sp_worker *w, sp_err *err)
+{
+    const struct sp_conf *conf = w->conf;
+    struct sp_listen_conf lc = {conf->db_url,    CHANGES_CHANNEL, conf->connect_timeout_ms,
+                                on_change,       on_subscribed,   on_listen_lost,
+                                w};
+
+    if (conf->cache_enabled &&
+        (w->host.cache = sp_cache_new(conf->cache_max_entries, conf->cache_max_size,
+                                      conf->cache_ttl_ms, err)) == NULL)
+        return -1;
+    return (w->host.listen = sp_listen_new(w->base, &lc, err)) == NULL ? -1 : 0;
+}
+
 int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_fd,
                   const char *ctl_path)
 {
@@ -356,6 +403,10 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     pc = (struct sp_pool_conf){conf->db_url, conf->pool_size, conf->queue_size,
                                conf->connect_timeout_ms, conf->statement_timeout_ms};
     if ((w.host.pool = sp_pool_new(w.base, &pc, &err)) == NULL) {
+        sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
+        goto done;
+    }
+    if (cache_start(&w, &err) != 0) {
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;
     }
@@ -421,6 +472,8 @@ done:
     sp_req_log_flush(&w.host, 1);
     if (w.host.inflight == 0) {
         sp_hasher_free(w.host.hasher);
+        sp_listen_free(w.host.listen);
+        sp_cache_free(w.host.cache);
         sp_pool_free(w.host.pool);
         sp_gen_unref(w.host.gen);
         sp_httpc_free(w.host.httpc);

@@ -227,9 +227,14 @@ function _M.breakdown(quote)
   }
 end
 
-local function major(v, currency)
-  if math.type(v) == "integer" then
-    return money.to_major(v, currency)
+local math_type = math.type
+
+-- An integer amount in minor units -> major units (money.to_major: minor / 10^exponent);
+-- anything else as it is. factor: 10^exponent of the currency, found once per breakdown
+-- (every booking of a list goes through here).
+local function major(v, factor)
+  if math_type(v) == "integer" then
+    return v / factor
   end
   return v
 end
@@ -241,24 +246,25 @@ function _M.breakdown_major(b, currency)
     return json.null
   end
   currency = b.currency or currency
+  local factor = 10 ^ money.exponent(currency) -- as money.to_major divides: exactly 100.0
   local lines = {}
   for i, line in ipairs(b.lines or {}) do
     lines[i] = {
       code = line.code,
       description = line.description,
       quantity = line.quantity,
-      unit_amount = major(line.unit_amount, currency),
-      amount = major(line.amount, currency),
+      unit_amount = major(line.unit_amount, factor),
+      amount = major(line.amount, factor),
     }
   end
   return {
     currency = currency,
     hours = b.hours,
     lines = json.array(lines),
-    subtotal = major(b.subtotal, currency),
-    tax = major(b.tax, currency),
+    subtotal = major(b.subtotal, factor),
+    tax = major(b.tax, factor),
     tax_rate_percent = b.tax_rate_percent,
-    total = major(b.total, currency),
+    total = major(b.total, factor),
   }
 end
 
@@ -500,6 +506,7 @@ function _M.create(client_id, space, start_s, end_s, guests, notes, now)
       error(row, 0)
     end
     if row then
+      spacer.cache.touch("bookings") -- this instance's cached availability, at once
       return row
     end
     -- The space was removed, closed or switched instant_book since it was read: again.
@@ -538,6 +545,7 @@ function _M.approve(booking, now)
     started("approved")
   end)
   if ok then
+    spacer.cache.touch("bookings")
     return row
   end
   if is_slot_conflict(row) then
@@ -573,6 +581,7 @@ function _M.cancel(booking, by_host, now)
     local refund = _M.refund_amount(booking.total_minor, percent)
     local row = db.one(CANCEL, booking.id, booking.status, refund)
     if row then
+      spacer.cache.touch("bookings")
       return row, percent
     end
     booking = db.one(_M.BOOKING_BY_ID, booking.id) -- changed meanwhile: look again

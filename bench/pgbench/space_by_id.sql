@@ -1,9 +1,4 @@
 -- mirrors: GET /api/spaces/spaces/{id} — SPACE_WITH_OWNER of scripts/routes/spaces.lua (the route's only statement)
 -- Run by tools/bench.sh: pgbench -M prepared -n -c 32 -j 2 -T 10 -D space_min=1 -D space_max=1000 ...
 \set id random(:space_min, :space_max)
-SELECT
-  s.id, s.owner_id, s.title, s.description, s.location, s.capacity, s.amenities,
-  s.price_per_hour_minor, s.price_per_day_minor, s.currency, s.timezone, s.is_available,
-  s.main_image_url, s.instant_book, s.created_at, s.updated_at, u.name AS owner_name
-  FROM spaces s JOIN users u ON u.id = s.owner_id
-  WHERE s.id = :id AND s.deleted_at IS NULL;
+SELECT s.id, s.owner_id, s.title, s.description, s.location, s.capacity, s.amenities AS amenities, s.price_per_hour_minor::float8 / cur.factor AS price_per_hour, s.price_per_day_minor::float8 / cur.factor AS price_per_day, s.currency, s.timezone, s.is_available, s.main_image_url, s.instant_book, s.created_at, s.updated_at, s.owner_id AS "owner.id", u.name AS "owner.name" FROM spaces s JOIN users u ON u.id = s.owner_id CROSS JOIN LATERAL (SELECT (CASE WHEN s.currency IN ('UGX', 'RWF', 'BIF', 'DJF', 'XAF', 'XOF', 'JPY', 'KRW', 'CLP', 'VND', 'ISK') THEN 1 WHEN s.currency IN ('BHD', 'KWD', 'OMR', 'JOD', 'TND', 'LYD', 'IQD') THEN 1000 ELSE 100 END) AS factor) cur WHERE s.id = :id AND s.deleted_at IS NULL;

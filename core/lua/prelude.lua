@@ -64,11 +64,24 @@ end
 -- spacer.route(method, path, [opts,] handler). method and path may be lists.
 -- opts: auth (bool), roles ({"owner", "admin"}: implies auth), body (a schema for the
 -- validator), partial (PATCH semantics for the body), compat (a path of the old web app),
--- raw_body (no JSON parsing: req.raw_body), summary, description, tags, responses.
+-- raw_body (no JSON parsing: req.raw_body), summary, description, tags, responses,
+-- etag (GET answers carry an ETag; a matching If-None-Match gets a 304 without a body),
+-- cache (a list of tags, for example table names: the route is public, its answer depends on
+-- nothing but its path and query, and may be served from the cache until one of the tags
+-- changes — see spacer.cache; implies etag).
 function spacer.route(method, path, opts, handler)
   if handler == nil then opts, handler = {}, opts end
   if type(handler) ~= "function" then error("spacer.route: handler must be a function", 2) end
   if type(opts) ~= "table" then error("spacer.route: options must be a table", 2) end
+  if opts.cache ~= nil then
+    if type(opts.cache) ~= "table" or #opts.cache == 0 then
+      error("spacer.route: cache must be a list of tags", 2)
+    end
+    if opts.auth or opts.roles then
+      error("spacer.route: a route that needs a token cannot be cached (its answers are private)", 2)
+    end
+    opts.etag = true
+  end
   if opts.roles then
     opts.auth = true
     local set = {}
@@ -83,8 +96,11 @@ function spacer.route(method, path, opts, handler)
         o = setmetatable({ compat = p.compat }, { __index = opts })
         p = p[1]
       end
+      if o.cache and m ~= "GET" then
+        error("spacer.route: only GET answers can be cached", 2)
+      end
       core.add_route(m, p, { handler = handler, opts = o }, o.auth and true or false,
-        o.roles, o.compat and true or false)
+        o.roles, o.compat and true or false, o.cache, (o.etag and m == "GET") and true or false)
     end
   end
 end

@@ -5,6 +5,7 @@
 --   money.parse(500.123, "KES")   --> nil, "must have at most 2 decimal places"
 --   money.to_major(50050, "KES")  --> 500.5    (for JSON output only)
 --   money.format(700000, "KES")   --> "KES 7,000.00"
+--   money.sql_factor("b.currency")  --> SQL: 100 for KES (10^exponent), for SQL that divides
 --
 -- Arithmetic on money happens on the integers. The one float is the value handed to the
 -- JSON encoder by to_major. Signs are kept: a schema's `min` decides whether -5 is allowed.
@@ -126,6 +127,31 @@ end
 -- amount parse accepts (the division is correctly rounded, so 12345 -> 123.45).
 function _M.to_major(minor, currency)
   return minor / POW10[_M.exponent(currency)]
+end
+
+-- money.sql_factor(currency) -> an SQL integer expression: 10^exponent of the currency in the
+-- SQL expression currency (a column), as money.exponent says: "b.currency" -> (CASE WHEN
+-- b.currency IN ('UGX', ...) THEN 1 WHEN ... THEN 1000 ELSE 100 END).
+function _M.sql_factor(currency)
+  local by = {}
+  for code, e in pairs(EXPONENTS) do
+    if e ~= DEFAULT_EXPONENT then
+      by[e] = by[e] or {}
+      table.insert(by[e], "'" .. code .. "'")
+    end
+  end
+  local exps, parts = {}, {}
+  for e in pairs(by) do
+    exps[#exps + 1] = e
+  end
+  table.sort(exps) -- one text for every worker: the statement is prepared once
+  for _, e in ipairs(exps) do
+    table.sort(by[e])
+    parts[#parts + 1] = string.format("WHEN %s IN (%s) THEN %d", currency,
+      table.concat(by[e], ", "), POW10[e])
+  end
+  return string.format("(CASE %s ELSE %d END)", table.concat(parts, " "),
+    POW10[DEFAULT_EXPONENT])
 end
 
 local function group_thousands(digits)

@@ -22,17 +22,49 @@ local time = spacer.time
 
 -- SQL ------------------------------------------------------------------------------------
 
+-- A booking as the API shows it, as a select list over bookings b and spaces s for
+-- spacer.db.json (lists write their rows straight to JSON); the times (epoch and zone) and
+-- the price breakdown go through SHAPERS. It is the shape of _M.booking below, which shows
+-- the rows the booking flow returns: change both together (tests/api/test_cache.py compares
+-- them). (Formatting the times in SQL costs PostgreSQL more than it saves here.)
+local BOOKING_JSON = [[
+  b.id, b.client_id, b.space_id,
+  ARRAY[extract(epoch FROM b.start_at)::bigint::text, s.timezone] AS start_datetime,
+  ARRAY[extract(epoch FROM b.end_at)::bigint::text, s.timezone] AS end_datetime,
+  (extract(epoch FROM b.end_at)::bigint - extract(epoch FROM b.start_at)::bigint)::float8
+    / 3600 AS duration_hours,
+  b.guests, b.notes,
+  b.total_minor::float8 / ]] .. money.sql_factor("b.currency") .. [[ AS total_price,
+  b.currency,
+  CASE WHEN b.price_breakdown ? 'currency' THEN b.price_breakdown
+       ELSE b.price_breakdown || jsonb_build_object('currency', b.currency)
+  END AS price_breakdown,
+  b.status::text AS status, b.decline_reason, b.created_at, b.updated_at,
+  b.space_id AS "space.id", s.title AS "space.title", s.location AS "space.location",
+  s.main_image_url AS "space.main_image_url"]]
+
+-- Each shaper gets a column's value (an array's elements as its arguments) and answers what
+-- the JSON shows: time.format(epoch, zone) -> "2026-12-01T10:00:00+03:00".
+local SHAPERS = {
+  start_datetime = time.format,
+  end_datetime = time.format,
+  price_breakdown = function(b)
+    return flow.breakdown_major(b)
+  end,
+}
+
 -- One statement per page (spaces.paged_sql): $1 the client or owner (admin: none), then the
 -- status filter or NULL; LIMIT and OFFSET follow. Newest first, through bookings_client_idx
 -- for a client.
 local function list_sql(where, n, count_from)
   return spaces.paged_sql({
-    select = flow.BOOKING_COLUMNS .. ", " .. flow.SPACE_EMBED,
+    select = BOOKING_JSON,
     from = "bookings b JOIN spaces s ON s.id = b.space_id",
     count_from = count_from,
     where = where,
     order = "b.created_at DESC, b.id DESC",
     outer_order = "page.created_at DESC, page.id DESC",
+    total = "_total",
     n = n,
   })
 end
@@ -171,12 +203,12 @@ function _M.list(req)
   local f, pager = api.list_params(req, LIST_FILTERS)
   local user = req.user
   if is_admin(user) then
-    return spaces.page_of(req, pager, LIST_ALL, { f.status }, 1, _M.booking)
+    return spaces.page_json(req, pager, LIST_ALL, { f.status }, 1, SHAPERS)
   end
   if user.role == "owner" then
-    return spaces.page_of(req, pager, LIST_OF_OWNER, { user.id, f.status }, 2, _M.booking)
+    return spaces.page_json(req, pager, LIST_OF_OWNER, { user.id, f.status }, 2, SHAPERS)
   end
-  return spaces.page_of(req, pager, LIST_OF_CLIENT, { user.id, f.status }, 2, _M.booking)
+  return spaces.page_json(req, pager, LIST_OF_CLIENT, { user.id, f.status }, 2, SHAPERS)
 end
 
 function _M.show(req)

@@ -9,6 +9,10 @@
 -- matching row before the LIMIT). The optional filters are parameters of one constant
 -- statement ($n IS NULL OR ...), so each statement is prepared once per connection.
 --
+-- What a space looks like in JSON is said once, by the select list of space_columns: the
+-- core writes the rows straight to JSON (spacer.db.json), so the rows of a list never become
+-- Lua tables (which cost about 10 us of worker CPU per row).
+--
 -- Prices are integer minor units in the database and decimal major units in JSON. A time
 -- without an offset is read in the space's own zone (in the list's availability filter: in
 -- each space's zone).
@@ -48,10 +52,29 @@ local MINOR_FACTOR = "(CASE WHEN s.currency IN (" .. sql_codes(ZERO_DECIMALS, 0)
 
 -- SQL ------------------------------------------------------------------------------------
 
-local COLUMNS = [[
-  s.id, s.owner_id, s.title, s.description, s.location, s.capacity, s.amenities,
-  s.price_per_hour_minor, s.price_per_day_minor, s.currency, s.timezone, s.is_available,
-  s.main_image_url, s.instant_book, s.created_at, s.updated_at]]
+-- The currency's minor units per major unit of a spaces row s, as cur.factor.
+local CURRENCY = "CROSS JOIN LATERAL (SELECT " .. MINOR_FACTOR .. " AS factor) cur"
+
+-- A space as the API shows it: the select list over a spaces row s is the JSON object
+-- (spacer.db.json: each column a key; floats keep their ".0", as money.to_major's do).
+-- compat: amenities as one comma-separated string (the old web app calls
+-- amenities.split(',')), else an array. factor: the currency's factor (cur.factor with
+-- CURRENCY; MINOR_FACTOR where a lateral join cannot go, as in RETURNING).
+local function space_columns(compat, factor)
+  factor = factor or "cur.factor"
+  return [[
+  s.id, s.owner_id, s.title, s.description, s.location, s.capacity,
+  ]] .. (compat and "array_to_string(s.amenities, ',')" or "s.amenities") .. [[ AS amenities,
+  s.price_per_hour_minor::float8 / ]] .. factor .. [[ AS price_per_hour,
+  s.price_per_day_minor::float8 / ]] .. factor .. [[ AS price_per_day,
+  s.currency, s.timezone, s.is_available, s.main_image_url, s.instant_book, s.created_at,
+  s.updated_at]]
+end
+
+-- Statements that show spaces come in two: [false] canonical, [true] for the old web app.
+local function both(make)
+  return { [false] = make(false), [true] = make(true) }
+end
 
 -- The public list's filters: $1 q (full-text, websearch syntax), $2 location (an ILIKE
 -- pattern), $3 min_capacity, $4 max_price_per_hour (major units, in each space's currency),
@@ -75,38 +98,51 @@ local PUBLIC_WHERE = [[
 --   p.outer_order                        p.order in terms of the page's output columns
 --   p.n                                  the number of filter parameters: LIMIT is $n+1,
 --                                        OFFSET $n+2
+--   p.total (default "total")            the name of the total's column
 -- Every answer has at least one row: past the last page, a row whose page columns are NULL
 -- (spaces.page_of drops it), so the total is always there.
 function _M.paged_sql(p)
   return string.format([[
     WITH page AS (SELECT %s FROM %s %s ORDER BY %s LIMIT $%d OFFSET $%d),
          counted AS (SELECT count(*) AS total FROM %s %s)
-    SELECT page.*, counted.total FROM counted LEFT JOIN page ON true ORDER BY %s]],
+    SELECT page.*, counted.total AS %s FROM counted LEFT JOIN page ON true ORDER BY %s]],
     p.select, p.from, p.where, p.order, p.n + 1, p.n + 2, p.count_from or p.from, p.where,
-    p.outer_order)
+    p.total or "total", p.outer_order)
 end
 
-local LIST_PUBLIC = _M.paged_sql({
-  select = COLUMNS,
-  from = "spaces s",
-  where = PUBLIC_WHERE,
-  order = "s.created_at DESC, s.id DESC",
-  outer_order = "page.created_at DESC, page.id DESC",
-  n = 8,
-})
+-- Lists answer the page's rows and the total as _total (spaces.page_json).
+local LIST_PUBLIC = both(function(compat)
+  return _M.paged_sql({
+    select = space_columns(compat),
+    from = "spaces s " .. CURRENCY,
+    count_from = "spaces s",
+    where = PUBLIC_WHERE,
+    order = "s.created_at DESC, s.id DESC",
+    outer_order = "page.created_at DESC, page.id DESC",
+    total = "_total",
+    n = 8,
+  })
+end)
 
-local LIST_MINE = _M.paged_sql({
-  select = COLUMNS,
-  from = "spaces s",
-  where = "WHERE s.owner_id = $1 AND s.deleted_at IS NULL",
-  order = "s.created_at DESC, s.id DESC",
-  outer_order = "page.created_at DESC, page.id DESC",
-  n = 1,
-})
+local LIST_MINE = both(function(compat)
+  return _M.paged_sql({
+    select = space_columns(compat),
+    from = "spaces s " .. CURRENCY,
+    count_from = "spaces s",
+    where = "WHERE s.owner_id = $1 AND s.deleted_at IS NULL",
+    order = "s.created_at DESC, s.id DESC",
+    outer_order = "page.created_at DESC, page.id DESC",
+    total = "_total",
+    n = 1,
+  })
+end)
 
-local SPACE_WITH_OWNER = "SELECT " .. COLUMNS .. [[, u.name AS owner_name
-  FROM spaces s JOIN users u ON u.id = s.owner_id
-  WHERE s.id = $1 AND s.deleted_at IS NULL]]
+local SPACE_WITH_OWNER = both(function(compat)
+  return "SELECT " .. space_columns(compat) .. [[,
+      s.owner_id AS "owner.id", u.name AS "owner.name"
+    FROM spaces s JOIN users u ON u.id = s.owner_id ]] .. CURRENCY .. [[
+    WHERE s.id = $1 AND s.deleted_at IS NULL]]
+end)
 
 local SPACE_FOR_CHANGE = [[
   SELECT id, owner_id, currency, timezone FROM spaces WHERE id = $1 AND deleted_at IS NULL]]
@@ -117,16 +153,19 @@ local SPACE_BRIEF = [[
 
 local OWNER_ROLE = "SELECT role::text AS role FROM users WHERE id = $1"
 
-local INSERT_SPACE = [[
+local INSERT_SPACE = both(function(compat)
+  return [[
   INSERT INTO spaces AS s (owner_id, title, description, location, capacity, amenities,
                            price_per_hour_minor, price_per_day_minor, currency, timezone,
                            is_available, instant_book, main_image_url)
   VALUES ($1, $2, $3, $4, $5, ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7, $8, $9,
           $10, $11, $12, $13)
-  RETURNING ]] .. COLUMNS
+  RETURNING ]] .. space_columns(compat, MINOR_FACTOR)
+end)
 
 -- NULL keeps a column; main_image_url is set when $14 is true (it may be set to NULL).
-local UPDATE_SPACE = [[
+local UPDATE_SPACE = both(function(compat)
+  return [[
   UPDATE spaces AS s SET
     title = COALESCE($2, s.title),
     description = COALESCE($3, s.description),
@@ -143,7 +182,8 @@ local UPDATE_SPACE = [[
     main_image_url = CASE WHEN $14::bool THEN $13 ELSE s.main_image_url END,
     owner_id = COALESCE($15, s.owner_id)
   WHERE s.id = $1 AND s.deleted_at IS NULL
-  RETURNING ]] .. COLUMNS
+  RETURNING ]] .. space_columns(compat, MINOR_FACTOR)
+end)
 
 local LOCK_FOR_DELETE = [[
   SELECT owner_id FROM spaces WHERE id = $1 AND deleted_at IS NULL FOR UPDATE]]
@@ -185,52 +225,24 @@ function _M.page_of(req, pager, sql, args, n, shape, key)
   return api.list(req, pager, rows, total, shape)
 end
 
+-- spaces.page_json(req, pager, sql, args, n[, shapers]) -> 200, raw JSON array, headers
+-- Like page_of for a statement of spaces.paged_sql whose total is _total: the rows go to
+-- JSON as the select list says (spacer.db.json; with shapers, spacer.db.json_with), never
+-- through Lua tables.
+function _M.page_json(req, pager, sql, args, n, shapers)
+  local params = { table.unpack(args, 1, n) }
+  params[n + 1] = pager.limit
+  params[n + 2] = pager.offset
+  local rows, meta
+  if shapers then
+    rows, meta = db.json_with(shapers, sql, table.unpack(params, 1, n + 2))
+  else
+    rows, meta = db.json(sql, table.unpack(params, 1, n + 2))
+  end
+  return 200, rows, api.list_headers(req, pager, meta.total or 0)
+end
+
 -- Shapes -----------------------------------------------------------------------------------
-
-local function amenities_of(row, compat)
-  local list = row.amenities
-  if type(list) ~= "table" or list == NULL then
-    list = {}
-  end
-  if compat then
-    return table.concat(list, ",")
-  end
-  local out = {}
-  for i, item in ipairs(list) do
-    out[i] = item
-  end
-  return json.array(out)
-end
-
--- A space as the API shows it; compat: amenities as one comma-separated string.
-function _M.space(row, compat)
-  local currency = row.currency
-  return {
-    id = row.id,
-    owner_id = row.owner_id,
-    title = row.title,
-    description = row.description,
-    location = row.location,
-    capacity = row.capacity,
-    amenities = amenities_of(row, compat),
-    price_per_hour = money.to_major(row.price_per_hour_minor, currency),
-    price_per_day = money.to_major(row.price_per_day_minor, currency),
-    currency = currency,
-    timezone = row.timezone,
-    is_available = row.is_available,
-    main_image_url = row.main_image_url,
-    instant_book = row.instant_book,
-    created_at = row.created_at,
-    updated_at = row.updated_at,
-  }
-end
-
-local function shape_for(req)
-  local compat = req.compat
-  return function(row)
-    return _M.space(row, compat)
-  end
-end
 
 -- Validation -------------------------------------------------------------------------------
 
@@ -429,27 +441,25 @@ function _M.list(req)
   end
   local q = blank_to_nil(f.q)
   local location = blank_to_nil(f.location)
-  return _M.page_of(req, pager, LIST_PUBLIC, {
+  return _M.page_json(req, pager, LIST_PUBLIC[req.compat], {
     q,
     location and like_pattern(location),
     f.min_capacity,
     f.max_price_per_hour,
     from_epoch, from_text, to_epoch, to_text,
-  }, 8, shape_for(req))
+  }, 8)
 end
 
 function _M.mine(req)
   local _, pager = api.list_params(req, nil)
-  return _M.page_of(req, pager, LIST_MINE, { req.user.id }, 1, shape_for(req))
+  return _M.page_json(req, pager, LIST_MINE[req.compat], { req.user.id }, 1)
 end
 
 function _M.show(req)
-  local row = db.one(SPACE_WITH_OWNER, req.params.id)
-  if not row then
+  local space = db.json_one(SPACE_WITH_OWNER[req.compat], req.params.id)
+  if not space then
     api.not_found("space")
   end
-  local space = _M.space(row, req.compat)
-  space.owner = { id = row.owner_id, name = row.owner_name }
   return 200, space
 end
 
@@ -459,11 +469,12 @@ function _M.create(req)
   local currency = body.currency and body.currency:upper() or DEFAULT_CURRENCY
   local per_hour = minor(body.price_per_hour, currency, "price_per_hour")
   local per_day = minor(body.price_per_day, currency, "price_per_day")
-  local row = db.one(INSERT_SPACE, owner_id, body.title, body.description, body.location,
+  local space = db.json_one(INSERT_SPACE[req.compat], owner_id, body.title, body.description, body.location,
     body.capacity, json.array(body.amenities or {}), per_hour, per_day, currency,
     body.timezone or flow.SETTINGS.default_timezone, body.is_available, body.instant_book,
     sanitise_image(body.main_image_url))
-  return 201, { message = "Space created successfully", space = _M.space(row, req.compat) }
+  spacer.cache.touch("spaces")
+  return 201, { message = "Space created successfully", space = space }
 end
 
 function _M.update(req)
@@ -493,14 +504,15 @@ function _M.update(req)
     end
   end
   local image = body.main_image_url
-  local row = db.one(UPDATE_SPACE, current.id, body.title, body.description, body.location,
-    body.capacity, body.amenities and json.array(body.amenities) or nil, per_hour, per_day,
-    body.currency and currency or nil, body.timezone, body.is_available, body.instant_book,
-    image ~= nil and sanitise_image(image) or nil, image ~= nil, owner_id)
-  if not row then
+  local space = db.json_one(UPDATE_SPACE[req.compat], current.id, body.title, body.description,
+    body.location, body.capacity, body.amenities and json.array(body.amenities) or nil,
+    per_hour, per_day, body.currency and currency or nil, body.timezone, body.is_available,
+    body.instant_book, image ~= nil and sanitise_image(image) or nil, image ~= nil, owner_id)
+  spacer.cache.touch("spaces")
+  if not space then
     api.not_found("space")
   end
-  return 200, { message = "Space updated successfully", space = _M.space(row, req.compat) }
+  return 200, { message = "Space updated successfully", space = space }
 end
 
 function _M.delete(req)
@@ -522,6 +534,7 @@ function _M.delete(req)
     db.exec(flow.DECLINE_PENDING_OF_SPACE, id, flow.SETTINGS.decline_reason_on_space_removed)
     db.exec(SOFT_DELETE, id)
   end)
+  spacer.cache.touch("spaces", "bookings")
   return 200, { message = "Space deleted successfully" }
 end
 
@@ -661,6 +674,7 @@ openapi.component("PriceLine", openapi.object({
 }, { "description", "amount" }))
 
 spacer.get({ "/api/spaces/spaces", compat("/api/spaces") }, {
+  cache = { "spaces", "bookings" }, -- the availability filter reads bookings
   summary = "Available spaces; filters q, location, min_capacity, max_price_per_hour, "
     .. "available_from, available_to; page, per_page",
   query = LIST_FILTERS,
@@ -671,6 +685,7 @@ spacer.get({ "/api/spaces/spaces", compat("/api/spaces") }, {
 
 spacer.get({ "/api/spaces/spaces/mine", compat("/api/spaces/my") }, {
   roles = OWNERS,
+  etag = true,
   summary = "The caller's spaces, available or not",
   paged = true,
   result = SPACE,
@@ -678,6 +693,7 @@ spacer.get({ "/api/spaces/spaces/mine", compat("/api/spaces/my") }, {
 }, _M.mine)
 
 spacer.get({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
+  cache = { "spaces", "users" }, -- the owner's name
   summary = "One space, with its owner's id and name",
   result = SPACE_DETAIL,
   responses = { [404] = "no such space" },
@@ -685,6 +701,7 @@ spacer.get({ "/api/spaces/spaces/{id}", compat("/api/spaces/{id}") }, {
 }, _M.show)
 
 spacer.get("/api/spaces/spaces/{id}/availability", {
+  cache = { "spaces", "bookings" },
   summary = "Confirmed busy intervals between from and to (default: the next 30 days)",
   description = "from defaults to now, to to 30 days after from; at most "
     .. MAX_AVAILABILITY_DAYS .. " days. Times without an offset are read in the space's zone.",
@@ -696,6 +713,7 @@ spacer.get("/api/spaces/spaces/{id}/availability", {
 }, _M.availability)
 
 spacer.get("/api/spaces/spaces/{id}/quote", {
+  etag = true,
   summary = "What a booking from start to end would cost (nothing is booked)",
   query = QUOTE_QUERY,
   result = QUOTE,

@@ -9,6 +9,7 @@
 -- recorded for it, so the table holds failures only and every count uses its partial
 -- indexes. Rows older than the window are pruned now and then as failures come in.
 local api = require("lib.api")
+local auth = require("lib.auth")
 local openapi = require("lib.openapi")
 
 local _M = {}
@@ -290,7 +291,11 @@ function _M.logout()
 end
 
 function _M.profile(req)
-  return 200, api.user(find_user(req.user.id))
+  local row = auth.row(req.user.id) -- the row lib/auth just read for the token
+  if not row then
+    api.not_found("user")
+  end
+  return 200, api.user(row)
 end
 
 function _M.update_profile(req)
@@ -313,6 +318,7 @@ function _M.update_profile(req)
     new_hash = spacer.password.hash(body.password)
   end
   local row = db.one(UPDATE_PROFILE, req.user.id, body.name, new_hash)
+  spacer.cache.touch("users")
   if not row then
     api.not_found("user")
   end
@@ -347,6 +353,7 @@ function _M.update(req)
     end
     return db.one(UPDATE_USER, id, body.name, body.email, body.role, body.is_verified)
   end)
+  spacer.cache.touch("users") -- a demoted admin loses the role at once on this instance
   return 200, { message = "User updated successfully", user = api.user(row) }
 end
 
@@ -363,6 +370,7 @@ function _M.delete(req)
     end
     db.exec(DELETE_USER, id)
   end)
+  spacer.cache.touch("users")
   if not ok then
     if api.is_fk_violation(err) then
       spacer.error(409, "this user still has spaces, bookings or payments", "user_in_use")

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -854,9 +855,101 @@ static void test_decode_keeps_stack(void **state)
     lua_settop(L, 0);
 }
 
+/* The word-at-a-time escaping against a byte-at-a-time reference, on random text heavy in
+ * the bytes that need escaping, at every alignment. */
+static void naive_escape(struct sp_buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    sp_buf_addc(out, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            sp_buf_addc(out, '\\');
+            sp_buf_addc(out, (char)c);
+        } else if (c == '\n') {
+            sp_buf_add(out, "\\n", 2);
+        } else if (c == '\r') {
+            sp_buf_add(out, "\\r", 2);
+        } else if (c == '\t') {
+            sp_buf_add(out, "\\t", 2);
+        } else if (c < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            sp_buf_add(out, u, 6);
+        } else {
+            sp_buf_addc(out, (char)c);
+        }
+    }
+    sp_buf_addc(out, '"');
+}
+
+static void test_escape_matches_reference(void **state)
+{
+    static const char pick[] = {'a', ' ', '"', '\\', '\n', '\t', 0x01, 0x1f, 0x20, 0x7f,
+                                (char)0xc3, (char)0xa9, (char)0x80, (char)0xff, 'z', '!'};
+    char text[64];
+    unsigned seed = 12345;
+
+    (void)state;
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (size_t)(round % 40);
+        struct sp_buf a = {0}, b = {0};
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            text[i] = (seed >> 16) % 4 == 0 ? pick[(seed >> 8) % sizeof(pick)] : 'x';
+        }
+        sp_buf_adds(&a, ">");
+        sp_buf_adds(&b, ">");
+        sp_json_add_string(&a, text, len);
+        naive_escape(&b, text, len);
+        assert_int_equal(a.len, b.len);
+        assert_memory_equal(a.data, b.data, a.len);
+        assert_int_equal(a.data[a.len], '\0');
+        sp_buf_free(&a);
+        sp_buf_free(&b);
+    }
+}
+
+/* Floats are written as %.14g (or %.17g) would write them, however they are written. */
+static void test_floats_as_printf_writes_them(void **state)
+{
+    lua_State *L = luaL_newstate();
+    unsigned seed = 7;
+
+    (void)state;
+    sp_json_init(L);
+    for (int i = 0; i < 200000; i++) {
+        double v;
+        seed = seed * 1103515245u + 12345u;
+        switch (i % 5) {
+        case 0: v = (double)((int)(seed >> 8) % 2000000 - 1000000) / 100; break;
+        case 1: v = (double)((int)(seed >> 4) % 20000000) / 1000; break;
+        case 2: v = (double)(seed % 1000) / 3600; break;
+        case 3: v = (double)(seed >> 1) * 1e6 + 0.5; break;
+        default: v = ldexp((double)seed, (int)(seed % 80) - 60); break;
+        }
+        char want[64];
+        int n = snprintf(want, sizeof(want), "%.14g", v);
+        if (strtod(want, NULL) != v)
+            n = snprintf(want, sizeof(want), "%.17g", v);
+        if (strpbrk(want, ".eEn") == NULL)
+            want[n++] = '.', want[n++] = '0', want[n] = '\0';
+        struct sp_buf b = {0};
+        sp_err err;
+        lua_pushnumber(L, v);
+        assert_int_equal(0, sp_json_encode(L, -1, &b, 10, &err));
+        lua_pop(L, 1);
+        assert_string_equal(want, b.data);
+        sp_buf_free(&b);
+    }
+    lua_close(L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_escape_matches_reference),
+        cmocka_unit_test(test_floats_as_printf_writes_them),
         cmocka_unit_test_setup_teardown(test_decode_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_arrays_and_nesting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_empty_array_vs_object, setup, teardown),
