@@ -709,6 +709,64 @@ int sp_conf_load(const char *path, struct sp_conf **out, sp_err *err)
     return rc;
 }
 
+static const char *entry_value(const struct sp_conf *c, const char *section, const char *key)
+{
+    const struct sp_conf_entry *e = sp_conf_find(c, section, key);
+
+    return e ? e->value : NULL;
+}
+
+int sp_conf_reread(const struct sp_conf *cur, struct sp_conf **out, char *changed, size_t cap,
+                   sp_err *err)
+{
+    struct sp_conf *next = NULL, *c;
+    size_t len = 0;
+
+    if (sp_conf_load(strcmp(cur->path, "defaults") == 0 ? NULL : cur->path, &next, err) != 0)
+        return -1;
+    if (cap > 0)
+        changed[0] = '\0';
+    for (size_t i = 0; i < SP_ARRAY_LEN(keys); i++) {
+        const char *a = entry_value(cur, keys[i].section, keys[i].key);
+        const char *b = entry_value(next, keys[i].section, keys[i].key);
+        if ((a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0))
+            continue;
+        if (len < cap)
+            len += (size_t)snprintf(changed + len, cap - len, "%s%s.%s", len ? ", " : "",
+                                    keys[i].section, keys[i].key);
+    }
+    /* The copy: cur's core settings, cur's core entries, then the new application entries. */
+    if ((c = malloc(sizeof(*c))) == NULL)
+        abort();
+    memcpy(c, cur, sizeof(*c));
+    c->path = xstrdup(cur->path);
+    for (size_t i = 0; i < SP_ARRAY_LEN(keys); i++)
+        if (keys[i].type == K_STR)
+            *(char **)((char *)c + keys[i].offset) =
+                xstrdup(*(char *const *)((const char *)cur + keys[i].offset));
+    c->cors_origins = NULL;
+    c->ncors = 0;
+    for (int i = 0; i < cur->ncors; i++) {
+        c->cors_origins = realloc(c->cors_origins, sizeof(char *) * (size_t)(c->ncors + 1));
+        if (c->cors_origins == NULL)
+            abort();
+        c->cors_origins[c->ncors++] = xstrdup(cur->cors_origins[i]);
+    }
+    c->entries = NULL;
+    c->nentries = 0;
+    for (int i = 0; i < cur->nentries; i++)
+        if (sp_conf_core_section(cur->entries[i].section))
+            add_entry(c, cur->entries[i].section, cur->entries[i].key, cur->entries[i].value,
+                      cur->entries[i].line);
+    for (int i = 0; i < next->nentries; i++)
+        if (!sp_conf_core_section(next->entries[i].section))
+            add_entry(c, next->entries[i].section, next->entries[i].key,
+                      next->entries[i].value, next->entries[i].line);
+    sp_conf_free(next);
+    *out = c;
+    return 0;
+}
+
 /* Reads the kept secret: one line of at least 32 printable bytes. 0, or -1 with err. */
 static int read_dev_secret(int fd, const char *path, char **out, sp_err *err)
 {

@@ -95,6 +95,14 @@ int sp_conf_parse(const char *text, const char *name, struct sp_conf **out, sp_e
 
 void sp_conf_free(struct sp_conf *conf); /* NULL is fine */
 
+/* For a reload: reads cur's file again (the same path, .env and SPACER_* overrides) and makes
+ * *out, a copy of cur whose application sections are the new file's; the core's own settings
+ * keep cur's values (they need a restart). changed gets the core keys written differently in
+ * the file now, as "section.key" separated by ", " ("" when none; cut short at cap). On failure
+ * err says "file:line: message" and nothing is made. */
+int sp_conf_reread(const struct sp_conf *cur, struct sp_conf **out, char *changed, size_t cap,
+                   sp_err *err);
+
 /* The entry of an application setting, or NULL. */
 const struct sp_conf_entry *sp_conf_find(const struct sp_conf *conf, const char *section,
                                          const char *key);
