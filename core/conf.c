@@ -586,50 +586,85 @@ done:
     return rc;
 }
 
-int sp_conf_read_env_file(const char *path, sp_err *err)
+static int env_name_valid(const char *s)
 {
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    size_t bufcap = 0;
-    ssize_t got;
-    int lineno = 0;
-
-    if (f == NULL)
+    if (!(isalpha((unsigned char)*s) || *s == '_'))
         return 0;
-    while ((got = getline(&buf, &bufcap, f)) > 0) {
-        char *s, *eq, *key, *value;
+    while (*++s)
+        if (!(isalnum((unsigned char)*s) || *s == '_'))
+            return 0;
+    return 1;
+}
+
+int sp_conf_parse_env(const char *text, const char *name, sp_conf_env_cb set, void *arg,
+                      sp_err *err)
+{
+    char *copy = xstrdup(text), *save = copy, *line;
+    int lineno = 0, rc = -1;
+
+    while ((line = strsep(&save, "\n")) != NULL) {
+        char *s = trim(line), *eq, *key, *value;
         size_t vl;
         lineno++;
-        if (strlen(buf) != (size_t)got) {
-            sp_err_set(err, "%s:%d: contains a NUL byte", path, lineno);
-            fclose(f);
-            free(buf);
-            return -1;
-        }
-        s = trim(buf);
         if (*s == '\0' || *s == '#')
             continue;
         if (strncmp(s, "export ", 7) == 0)
             s = trim(s + 7);
         if ((eq = strchr(s, '=')) == NULL) {
-            sp_err_set(err, "%s:%d: expected KEY=VALUE", path, lineno);
-            fclose(f);
-            free(buf);
-            return -1;
+            sp_err_set(err, "%s:%d: expected KEY=VALUE", name, lineno);
+            goto done;
         }
         *eq = '\0';
         key = trim(s);
         value = trim(eq + 1);
+        if (!env_name_valid(key)) {
+            sp_err_set(err, "%s:%d: \"%.64s\" is not a variable name", name, lineno, key);
+            goto done;
+        }
         vl = strlen(value);
         if (vl >= 2 && (value[0] == '"' || value[0] == '\'') && value[vl - 1] == value[0]) {
             value[vl - 1] = '\0';
             value++;
         }
-        setenv(key, value, 0); /* the real environment wins */
+        set(arg, key, value);
     }
+    rc = 0;
+done:
+    free(copy);
+    return rc;
+}
+
+static void set_env(void *arg, const char *key, const char *value)
+{
+    SP_UNUSED(arg);
+    setenv(key, value, 0); /* the real environment wins */
+}
+
+int sp_conf_read_env_file(const char *path, sp_err *err)
+{
+    FILE *f = fopen(path, "r");
+    struct sp_buf text = {0};
+    char chunk[4096];
+    size_t n;
+    int rc;
+
+    if (f == NULL)
+        return 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        sp_buf_add(&text, chunk, n);
     fclose(f);
-    free(buf);
-    return 0;
+    const char *nul = text.data ? memchr(text.data, '\0', text.len) : NULL;
+    if (nul != NULL) {
+        int lineno = 1;
+        for (const char *p = text.data; p < nul; p++)
+            lineno += *p == '\n';
+        sp_err_set(err, "%s:%d: contains a NUL byte", path, lineno);
+        sp_buf_free(&text);
+        return -1;
+    }
+    rc = sp_conf_parse_env(text.data ? text.data : "", path, set_env, NULL, err);
+    sp_buf_free(&text);
+    return rc;
 }
 
 int sp_conf_load(const char *path, struct sp_conf **out, sp_err *err)
@@ -672,6 +707,64 @@ int sp_conf_load(const char *path, struct sp_conf **out, sp_err *err)
     rc = sp_conf_parse(text, path, out, err);
     free(text);
     return rc;
+}
+
+static const char *entry_value(const struct sp_conf *c, const char *section, const char *key)
+{
+    const struct sp_conf_entry *e = sp_conf_find(c, section, key);
+
+    return e ? e->value : NULL;
+}
+
+int sp_conf_reread(const struct sp_conf *cur, struct sp_conf **out, char *changed, size_t cap,
+                   sp_err *err)
+{
+    struct sp_conf *next = NULL, *c;
+    size_t len = 0;
+
+    if (sp_conf_load(strcmp(cur->path, "defaults") == 0 ? NULL : cur->path, &next, err) != 0)
+        return -1;
+    if (cap > 0)
+        changed[0] = '\0';
+    for (size_t i = 0; i < SP_ARRAY_LEN(keys); i++) {
+        const char *a = entry_value(cur, keys[i].section, keys[i].key);
+        const char *b = entry_value(next, keys[i].section, keys[i].key);
+        if ((a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0))
+            continue;
+        if (len < cap)
+            len += (size_t)snprintf(changed + len, cap - len, "%s%s.%s", len ? ", " : "",
+                                    keys[i].section, keys[i].key);
+    }
+    /* The copy: cur's core settings, cur's core entries, then the new application entries. */
+    if ((c = malloc(sizeof(*c))) == NULL)
+        abort();
+    memcpy(c, cur, sizeof(*c));
+    c->path = xstrdup(cur->path);
+    for (size_t i = 0; i < SP_ARRAY_LEN(keys); i++)
+        if (keys[i].type == K_STR)
+            *(char **)((char *)c + keys[i].offset) =
+                xstrdup(*(char *const *)((const char *)cur + keys[i].offset));
+    c->cors_origins = NULL;
+    c->ncors = 0;
+    for (int i = 0; i < cur->ncors; i++) {
+        c->cors_origins = realloc(c->cors_origins, sizeof(char *) * (size_t)(c->ncors + 1));
+        if (c->cors_origins == NULL)
+            abort();
+        c->cors_origins[c->ncors++] = xstrdup(cur->cors_origins[i]);
+    }
+    c->entries = NULL;
+    c->nentries = 0;
+    for (int i = 0; i < cur->nentries; i++)
+        if (sp_conf_core_section(cur->entries[i].section))
+            add_entry(c, cur->entries[i].section, cur->entries[i].key, cur->entries[i].value,
+                      cur->entries[i].line);
+    for (int i = 0; i < next->nentries; i++)
+        if (!sp_conf_core_section(next->entries[i].section))
+            add_entry(c, next->entries[i].section, next->entries[i].key,
+                      next->entries[i].value, next->entries[i].line);
+    sp_conf_free(next);
+    *out = c;
+    return 0;
 }
 
 /* Reads the kept secret: one line of at least 32 printable bytes. 0, or -1 with err. */

@@ -95,6 +95,14 @@ int sp_conf_parse(const char *text, const char *name, struct sp_conf **out, sp_e
 
 void sp_conf_free(struct sp_conf *conf); /* NULL is fine */
 
+/* For a reload: reads cur's file again (the same path, .env and SPACER_* overrides) and makes
+ * *out, a copy of cur whose application sections are the new file's; the core's own settings
+ * keep cur's values (they need a restart). changed gets the core keys written differently in
+ * the file now, as "section.key" separated by ", " ("" when none; cut short at cap). On failure
+ * err says "file:line: message" and nothing is made. */
+int sp_conf_reread(const struct sp_conf *cur, struct sp_conf **out, char *changed, size_t cap,
+                   sp_err *err);
+
 /* The entry of an application setting, or NULL. */
 const struct sp_conf_entry *sp_conf_find(const struct sp_conf *conf, const char *section,
                                          const char *key);
@@ -113,5 +121,11 @@ int sp_conf_keep_dev_secret(struct sp_conf *conf, const char *path, sp_err *err)
 
 /* Reads a KEY=VALUE file into the environment without overriding what is set. 0 if absent. */
 int sp_conf_read_env_file(const char *path, sp_err *err);
+
+/* Parses .env text (KEY=VALUE lines, "export " and quotes allowed, # comments; KEY is
+ * [A-Za-z_][A-Za-z0-9_]*), calling set for each; name is for "name:line: message". */
+typedef void (*sp_conf_env_cb)(void *arg, const char *key, const char *value);
+int sp_conf_parse_env(const char *text, const char *name, sp_conf_env_cb set, void *arg,
+                      sp_err *err);
 
 #endif

@@ -771,5 +771,6 @@ void sp_gen_unref(struct sp_gen *gen)
     if (gen->L != NULL)
         lua_close(gen->L);
     sp_router_free(gen->router);
+    sp_conf_free(gen->own_conf);
     free(gen);
 }

@@ -46,6 +46,7 @@ struct sp_gen {
     char load_where[192];      /* "file:line" last entered while loading */
     int run_ref;               /* the prelude's request runner */
     int auth_ref;              /* scripts' resolver of token claims to a user, or LUA_NOREF */
+    struct sp_conf *own_conf;  /* a reload's settings (conf), freed with the generation; or NULL */
 };
 
 /* Loads scripts/init.lua (and whatever it requires) into a new state, the spacer module made

@@ -215,6 +215,7 @@ static int dec_number(struct dec *d)
     const char *start = d->p;
     int is_float = 0;
     char tmp[64];
+    const char *text;
     size_t n;
 
     if (d->p < d->e && *d->p == '-')
@@ -243,19 +244,24 @@ static int dec_number(struct dec *d)
             d->p++;
     }
     n = (size_t)(d->p - start);
-    if (n >= sizeof(tmp))
-        return dec_fail(d, "number too long");
-    memcpy(tmp, start, n);
-    tmp[n] = '\0';
+    if (n < sizeof(tmp)) {
+        memcpy(tmp, start, n);
+        tmp[n] = '\0';
+        text = tmp;
+    } else { /* a long number is still a number: 0.1000...0001 */
+        d->str.len = 0;
+        sp_buf_add(&d->str, start, n);
+        text = d->str.data;
+    }
     if (!is_float) {
         errno = 0;
-        long long v = strtoll(tmp, NULL, 10);
+        long long v = strtoll(text, NULL, 10);
         if (errno == 0) {
             lua_pushinteger(d->L, (lua_Integer)v);
             return 0;
         }
     }
-    lua_pushnumber(d->L, strtod(tmp, NULL)); /* beyond 64 bits: a float, as Lua would */
+    lua_pushnumber(d->L, strtod(text, NULL)); /* beyond 64 bits: a float, as Lua would */
     return 0;
 }
 

@@ -226,11 +226,29 @@ static int digits(const char **p, int n, int *out)
     return 0;
 }
 
+static int leap_year(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int mo)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+    return mo == 2 && leap_year(y) ? 29 : days[mo - 1];
+}
+
+/* The instants that can be written in RFC 3339 form: 0000-01-01T00:00:00Z to
+ * 9999-12-31T23:59:59Z. */
+#define SP_TIME_MIN (-62167219200LL)
+#define SP_TIME_MAX 253402300799LL
+
 int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err)
 {
     struct tm tm = {0};
     const char *p = s;
     int y, mo, d, h = 0, mi = 0, sec = 0, has_off = 0, off = 0;
+    int64_t t;
 
     if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
         digits(&p, 2, &d))
@@ -255,39 +273,48 @@ int sp_time_parse(const char *s, const char *tz, int64_t *out, sp_err *err)
         int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
         if (digits(&p, 2, &oh))
             goto bad;
-        if (*p == ':')
+        if (*p == ':') {
             p++;
-        if (*p && digits(&p, 2, &om))
+            if (digits(&p, 2, &om))
+                goto bad;
+        } else if (isdigit((unsigned char)*p) && digits(&p, 2, &om)) {
             goto bad;
+        }
         if (oh > 18 || om > 59)
             goto bad;
         has_off = 1;
         off = sign * (oh * 3600 + om * 60);
     }
-    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    /* The calendar is checked before anything is normalised: 2026-02-30 is no date whatever
+     * the time of day. */
+    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
+        mi > 59 || sec > 60)
         goto bad;
+    /* A leap second (:60) is the instant one second after :59, that is the next minute's :00,
+     * as PostgreSQL reads it; both paths below agree because both add it after the fact. */
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
     tm.tm_mday = d;
     tm.tm_hour = h;
     tm.tm_min = mi;
-    tm.tm_sec = sec;
+    tm.tm_sec = sec == 60 ? 59 : sec;
     if (has_off) {
-        time_t t = timegm(&tm);
-        if (tm.tm_mday != d) /* 31 February */
+        t = (int64_t)timegm(&tm) - off;
+    } else {
+        if (use_zone(tz, err) != 0)
+            return -1;
+        tm.tm_isdst = -1;
+        time_t lt = mktime(&tm);
+        if (lt == (time_t)-1 && !(y == 1969 || y == 1970))
             goto bad;
-        *out = (int64_t)t - off;
-        return 0;
+        if (tm.tm_mday != d) /* a day the zone skipped (Pacific/Apia, 2011-12-30) */
+            goto bad;
+        t = (int64_t)lt;
     }
-    if (use_zone(tz, err) != 0)
-        return -1;
-    tm.tm_isdst = -1;
-    time_t t = mktime(&tm);
-    if (t == (time_t)-1 && !(y == 1969 || y == 1970))
+    t += sec == 60;
+    if (t < SP_TIME_MIN || t > SP_TIME_MAX)
         goto bad;
-    if (tm.tm_mday != d && tm.tm_hour >= h) /* an invalid day rolled over */
-        goto bad;
-    *out = (int64_t)t;
+    *out = t;
     return 0;
 bad:
     sp_err_set(err, "not an ISO 8601 date and time: \"%s\"", s);
@@ -298,16 +325,26 @@ int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err
 {
     struct tm tm;
     time_t tt = (time_t)t;
-    size_t n;
     long off;
 
+    if (t < SP_TIME_MIN || t > SP_TIME_MAX) {
+        sp_err_set(err, "time %lld is outside the years 0000 to 9999", (long long)t);
+        return -1;
+    }
     if (use_zone(tz, err) != 0)
         return -1;
     localtime_r(&tt, &tm);
     off = tm.tm_gmtoff;
-    if (tm.tm_year >= 1000 - 1900 && tm.tm_year <= 9999 - 1900 && cap >= 26) {
-        /* What strftime("%Y-%m-%dT%H:%M:%S") and the offset below write, digit by digit
-         * (booking lists format two times a row). */
+    /* RFC 3339 offsets have no seconds (local mean time before a zone adopted standard time,
+     * Europe/Berlin before 1893 was +00:53:28) and years have four digits: such an instant is
+     * written in UTC instead, so every formatted time parses back to the same instant. */
+    if (off % 60 != 0 || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
+        gmtime_r(&tt, &tm);
+        off = 0;
+    }
+    if (tm.tm_year >= 1000 - 1900 && cap >= 26) {
+        /* What the snprintf below writes, digit by digit (booking lists format two times a
+         * row). */
         int y = tm.tm_year + 1900;
         long a = labs(off);
         int f[] = {tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
@@ -323,9 +360,9 @@ int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err
         *p = '\0';
         return 0;
     }
-    n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, cap - n, "%c%02ld:%02ld", off < 0 ? '-' : '+', labs(off) / 3600,
-             (labs(off) % 3600) / 60);
+    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d%c%02ld:%02ld", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
+             labs(off) / 3600, (labs(off) % 3600) / 60);
     return 0;
 }
 
@@ -499,21 +536,39 @@ static int l_crypto_base64_encode(lua_State *L)
     return 1;
 }
 
+/* spacer.crypto.base64_decode(s) -> bytes | nil, err  [-1, +1|2, m] */
 static int l_crypto_base64_decode(lua_State *L)
 {
-    size_t len;
+    size_t len, n;
     const char *s = luaL_checklstring(L, 1, &len);
     luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, 3 * (len / 4) + 3);
-    int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)len);
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, 3 * (len / 4) + 2);
+    sp_err err;
 
-    if (n < 0) {
+    if (sp_base64_decode(s, len, out, &n, &err) != 0) {
         lua_pushnil(L);
-        return 1;
+        lua_pushstring(L, err.msg);
+        return 2;
     }
-    while (len > 0 && s[len - 1] == '=') /* EVP_DecodeBlock counts padding as zero bytes */
-        len--, n--;
-    luaL_pushresultsize(&b, (size_t)n);
+    luaL_pushresultsize(&b, n);
+    return 1;
+}
+
+/* spacer.crypto.hex_decode(s) -> bytes | nil, err  [-1, +1|2, m] */
+static int l_crypto_hex_decode(lua_State *L)
+{
+    size_t len, n;
+    const char *s = luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, len / 2 + 1);
+    sp_err err;
+
+    if (sp_hex_decode(s, len, out, &n, &err) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    luaL_pushresultsize(&b, n);
     return 1;
 }
 
@@ -526,6 +581,7 @@ void sp_lua_open_crypto(lua_State *L)
         {"equal", l_crypto_equal},
         {"base64_encode", l_crypto_base64_encode},
         {"base64_decode", l_crypto_base64_decode},
+        {"hex_decode", l_crypto_hex_decode},
         {NULL, NULL},
     };
 

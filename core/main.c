@@ -26,7 +26,8 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  serve                    run the server (master and workers)\n"
-    "  reload                   reload the scripts of a running server, print each worker's outcome\n"
+    "  reload                   reload the scripts and spacer.conf's application sections of\n"
+    "                           a running server, print each worker's outcome\n"
     "  check                    load every script into a throw-away generation; report errors\n"
     "  routes                   list every route: method, path, auth, roles, file:line\n"
     "  test [FILE...]           run Lua tests (tests/lua and *_test.lua beside scripts)\n"
@@ -211,8 +212,12 @@ int main(int argc, char **argv)
     malloc_tune();
     /* Other threads (hashing) hand results to the loop: libevent must know about threads. */
     evthread_use_pthreads();
-    if (load_conf(conf_path, &conf) != 0)
+    if (load_conf(conf_path, &conf) != 0) {
+        if (strcmp(cmd, "reload") == 0)
+            fprintf(stderr, "spacer reload: the running server was not asked to reload; it "
+                            "keeps serving what it has\n");
         return 1;
+    }
 
     if (strcmp(cmd, "serve") == 0) {
         int made = sp_conf_keep_dev_secret(conf, SP_DEV_SECRET_PATH, &err);

@@ -42,11 +42,15 @@ struct slot {
 };
 
 struct master {
-    const struct sp_conf *conf;
+    const struct sp_conf *conf; /* the settings new workers start with: the start-up ones,
+                                 * then the last good reload's (live) */
+    struct sp_conf *live; /* owned: a reload's settings (core ones as at start-up), or NULL */
     struct slot *slots;
     int n;
     int stopping;
     int sigfd, ctlfd, inofd;
+    int conf_wd;           /* inotify: spacer.conf's directory, -1 when not watched */
+    const char *conf_name; /* spacer.conf's name in it */
     uint64_t watch_due_us;
     char ctl_path[512];
 };
@@ -102,9 +106,13 @@ static void spawn(struct master *m, int i)
         return;
     }
     if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        /* SIGHUP stays blocked until the worker listens for it (sp_worker_run): a reload
+         * during the worker's start would otherwise end it, and it would restart with
+         * whatever the scripts are by then. */
+        sigset_t hup;
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        sigprocmask(SIG_SETMASK, &hup, NULL);
         close(m->sigfd);
         if (m->ctlfd >= 0)
             close(m->ctlfd);
@@ -117,7 +125,15 @@ static void spawn(struct master *m, int i)
         /* The worker takes a duplicate: the master's copy keeps the queue across a crash. */
         int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
         close(s->fd);
-        _exit(sp_worker_run(m->conf, i, fd, -1, m->ctl_path));
+        int rc = sp_worker_run(m->conf, i, fd, -1, m->ctl_path);
+#ifdef SP_SANITIZE
+        /* The sanitizer build leaves through exit() so LeakSanitizer checks the worker too;
+         * the worker has freed what it owns, the slots are the master's copy. */
+        free(m->slots);
+        exit(rc);
+#else
+        _exit(rc); /* the master's exit handlers and stdio buffers are not the worker's */
+#endif
     }
     s->pid = pid;
     s->started_us = sp_now_us();
@@ -181,25 +197,51 @@ static int alive(struct master *m)
     return n;
 }
 
-/* Reloads every worker and waits for each outcome; writes the JSON answer. */
+/* Appends changed ("a.b, c.d") as a JSON array of strings. */
+static void add_key_list(struct sp_buf *out, const char *changed)
+{
+    sp_buf_addc(out, '[');
+    for (const char *p = changed; *p;) {
+        size_t n = strcspn(p, ",");
+        sp_buf_printf(out, "%s\"%.*s\"", p == changed ? "" : ",", (int)n, p);
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    sp_buf_addc(out, ']');
+}
+
+/* Reloads every worker and waits for each outcome; writes the JSON answer. spacer.conf is read
+ * first: a file that no longer parses fails the reload before any worker is asked. */
 static void do_reload(struct master *m, struct sp_buf *out)
 {
     uint64_t seq[SP_MAX_WORKERS] = {0}, deadline = sp_now_us() + 15000000;
     int ok = 1, pending;
     uint64_t gen = 0;
     time_t loaded = 0;
+    struct sp_conf *next = NULL;
+    char changed[512] = "";
+    sp_err conf_err;
+    const char *conf_error = NULL;
 
+    if (sp_conf_reread(m->conf, &next, changed, sizeof(changed), &conf_err) != 0) {
+        conf_error = conf_err.msg;
+        sp_log(SP_LOG_ERROR, "reload: %s", conf_error);
+    } else if (changed[0] != '\0') {
+        sp_log(SP_LOG_WARN, "reload: %s changed in %s; the server keeps its start-up value(s) "
+               "until a restart", changed, m->conf->path);
+    }
     for (int i = 0; i < m->n; i++) {
         struct sp_worker_info *wi = metrics_worker(i);
         seq[i] = wi ? wi->reload_seq : 0;
-        if (m->slots[i].pid > 0)
+        if (m->slots[i].pid > 0 && conf_error == NULL)
             kill(m->slots[i].pid, SIGHUP);
     }
     do {
         pending = 0;
         for (int i = 0; i < m->n; i++) {
             struct sp_worker_info *wi = metrics_worker(i);
-            if (m->slots[i].pid > 0 && wi && wi->reload_seq == seq[i])
+            if (m->slots[i].pid > 0 && wi && wi->reload_seq == seq[i] && conf_error == NULL)
                 pending++;
         }
         if (pending)
@@ -211,9 +253,11 @@ static void do_reload(struct master *m, struct sp_buf *out)
     for (int i = 0; i < m->n; i++) {
         struct sp_worker_info *wi = metrics_worker(i);
         int done = wi && wi->reload_seq != seq[i];
-        int wok = done && wi->reload_ok;
-        const char *e = !wi ? "no worker" : !done ? "no answer (worker busy or restarting)"
-                                                  : wi->last_error;
+        int wok = done && wi->reload_ok && conf_error == NULL;
+        const char *e = conf_error ? conf_error
+                        : !wi      ? "no worker"
+                        : !done    ? "no answer (worker busy or restarting)"
+                                   : wi->last_error;
         ok &= wok;
         if (wi && wi->generation > gen)
             gen = wi->generation, loaded = wi->loaded_at;
@@ -238,10 +282,19 @@ static void do_reload(struct master *m, struct sp_buf *out)
     struct tm tm;
     gmtime_r(&loaded, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    sp_buf_printf(out, "],\"ok\":%s,\"generation\":%llu,\"loaded_at\":\"%s\",\"errors\":[%s]}\n",
-                  ok ? "true" : "false", (unsigned long long)gen, when,
+    sp_buf_printf(out, "],\"ok\":%s,\"generation\":%llu,\"loaded_at\":\"%s\",\"errors\":[%s],"
+                  "\"restart_required\":", ok ? "true" : "false", (unsigned long long)gen, when,
                   errs.data ? errs.data : "");
+    add_key_list(out, changed);
+    sp_buf_adds(out, "}\n");
     sp_buf_free(&errs);
+    if (ok) { /* a worker restarted from now on starts with these settings */
+        struct sp_conf *old = m->live;
+        m->conf = m->live = next;
+        sp_conf_free(old);
+    } else {
+        sp_conf_free(next);
+    }
     sp_log(ok ? SP_LOG_INFO : SP_LOG_ERROR, "reload %s (generation %llu)",
            ok ? "succeeded" : "failed", (unsigned long long)gen);
 }
@@ -384,7 +437,8 @@ static void raise_nofile(void)
 
 int sp_master_run(const struct sp_conf *conf)
 {
-    struct master m = {.conf = conf, .sigfd = -1, .ctlfd = -1, .inofd = -1};
+    struct master m = {.conf = conf, .sigfd = -1, .ctlfd = -1, .inofd = -1, .conf_wd = -1};
+    char conf_dir[512];
     struct sp_gen *probe = NULL;
     sigset_t set;
     sp_err err;
@@ -433,6 +487,16 @@ int sp_master_run(const struct sp_conf *conf)
     if (conf->reload_watch && (m.inofd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) >= 0) {
         watch_dir(m.inofd, conf->scripts_dir);
         watch_dir(m.inofd, conf->plugins_dir);
+        if (strcmp(conf->path, "defaults") != 0) { /* spacer.conf too, by its name */
+            const char *slash = strrchr(conf->path, '/');
+            snprintf(conf_dir, sizeof(conf_dir), "%.*s", slash ? (int)(slash - conf->path) : 1,
+                     slash ? conf->path : ".");
+            if (conf_dir[0] == '\0')
+                snprintf(conf_dir, sizeof(conf_dir), "/");
+            m.conf_name = slash ? slash + 1 : conf->path;
+            m.conf_wd = inotify_add_watch(m.inofd, conf_dir,
+                                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MASK_ADD);
+        }
     }
     sp_log(SP_LOG_INFO, "spacer %s listening on http://%s:%d with %d worker(s)%s", SP_VERSION,
            conf->host, conf->port, m.n, conf->reload_watch ? ", reloading on file changes" : "");
@@ -475,16 +539,26 @@ int sp_master_run(const struct sp_conf *conf)
         if (pfd[1].revents & POLLIN)
             ctl_serve(&m);
         if (m.inofd >= 0 && (pfd[2].revents & POLLIN)) {
-            char buf[4096];
-            while (read(m.inofd, buf, sizeof(buf)) > 0)
-                ;
-            m.watch_due_us = sp_now_us() + 200000; /* debounce editors' bursts of writes */
+            char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+            ssize_t len;
+            int changed = 0;
+            while ((len = read(m.inofd, buf, sizeof(buf))) > 0) {
+                const struct inotify_event *ev;
+                for (char *p = buf; p < buf + len; p += sizeof(*ev) + ev->len) {
+                    ev = (const struct inotify_event *)(void *)p;
+                    /* In spacer.conf's directory only spacer.conf counts. */
+                    if (ev->wd != m.conf_wd || (ev->len && strcmp(ev->name, m.conf_name) == 0))
+                        changed = 1;
+                }
+            }
+            if (changed)
+                m.watch_due_us = sp_now_us() + 200000; /* debounce editors' bursts of writes */
         }
         now = sp_now_us();
         if (m.watch_due_us && now >= m.watch_due_us && !m.stopping) {
             struct sp_buf out = {0};
             m.watch_due_us = 0;
-            sp_log(SP_LOG_INFO, "scripts changed on disk: reloading");
+            sp_log(SP_LOG_INFO, "scripts or spacer.conf changed on disk: reloading");
             do_reload(&m, &out);
             sp_buf_free(&out);
         }
@@ -504,6 +578,7 @@ done:
         if (m.slots[i].fd > 0)
             close(m.slots[i].fd);
     free(m.slots);
+    sp_conf_free(m.live);
     if (m.ctlfd >= 0) {
         close(m.ctlfd);
         unlink(m.ctl_path);

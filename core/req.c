@@ -835,8 +835,14 @@ void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req
     snprintf(req->method, sizeof(req->method), "%s", method);
     w->inflight++;
     req->gen = gen = w->gen;
-    sp_gen_ref(gen);
     assign_id(req);
+    if (gen == NULL) { /* the scripts failed to load at start-up: the worker tries again */
+        sp_http_out_add(&req->out, "Retry-After", "1");
+        send_error(req, 503, "scripts_unavailable",
+                   "the scripts failed to load; this worker answers again once they do");
+        goto done;
+    }
+    sp_gen_ref(gen);
     if (path == NULL || path[0] != '/') {
         send_error(req, 400, "bad_request", "malformed request path");
         goto done;

@@ -172,12 +172,11 @@ int sp_router_add(struct sp_router *r, const char *method, const char *pattern,
     return 0;
 }
 
-/* Matches path against rt; on success fills params and returns a score (higher wins:
- * static segments earlier in the path beat parameters), else -1. */
+/* Matches path against rt; on success fills params and returns 0, else -1. */
 static int match_one(const struct sp_route *rt, const char *path, struct sp_match *m)
 {
     const char *p = path;
-    int score = 0, np = 0;
+    int np = 0;
 
     m->nparams = 0; /* "/" returns before the end */
     if (rt->nseg == 0)
@@ -192,12 +191,10 @@ static int match_one(const struct sp_route *rt, const char *path, struct sp_matc
         size_t len = (size_t)(p - start);
         if (len == 0)
             return -1;
-        score <<= 1;
         switch (seg->kind) {
         case SEG_STATIC:
             if (len != seg->len || memcmp(start, seg->text, len) != 0)
                 return -1;
-            score |= 1;
             break;
         case SEG_INT: {
             int64_t v = 0;
@@ -217,14 +214,27 @@ static int match_one(const struct sp_route *rt, const char *path, struct sp_matc
     if (*p != '\0' && !(p[0] == '/' && p[1] == '\0'))
         return -1; /* a trailing slash is tolerated */
     m->nparams = np;
-    return score;
+    return 0;
+}
+
+/* Whether a outranks b, two routes that matched the same path (so with as many segments):
+ * the first segment where one is static and the other a parameter decides. Compared segment
+ * by segment, not as a bit score, so a route of any length ranks. */
+static int outranks(const struct sp_route *a, const struct sp_route *b)
+{
+    for (int i = 0; i < a->nseg && i < b->nseg; i++) {
+        int sa = a->segs[i].kind == SEG_STATIC, sb = b->segs[i].kind == SEG_STATIC;
+        if (sa != sb)
+            return sa;
+    }
+    return 0;
 }
 
 enum sp_match_result sp_router_match(const struct sp_router *r, const char *method,
                                      const char *path, struct sp_match *m)
 {
     struct sp_match tmp;
-    int best = -1, path_known = 0;
+    int path_known = 0;
     size_t alen = 0;
 
     if (strcmp(method, "HEAD") == 0)
@@ -233,8 +243,7 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
     m->allow[0] = '\0';
     for (int i = 0; i < r->n; i++) {
         struct sp_route *rt = r->routes[i];
-        int score = match_one(rt, path, &tmp);
-        if (score < 0)
+        if (match_one(rt, path, &tmp) < 0)
             continue;
         path_known = 1;
         if (strcmp(rt->method, method) != 0) {
@@ -243,8 +252,7 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
                                          alen ? ", " : "", rt->method);
             continue;
         }
-        if (score > best) {
-            best = score;
+        if (m->route == NULL || outranks(rt, m->route)) {
             *m = (struct sp_match){.route = rt, .nparams = tmp.nparams};
             memcpy(m->params, tmp.params, sizeof(tmp.params));
         }

@@ -117,3 +117,87 @@ int sp_utf8_valid(const char *str, size_t len)
     }
     return 1;
 }
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int sp_base64_decode(const char *s, size_t len, unsigned char *out, size_t *outlen, sp_err *err)
+{
+    size_t n = 0, data = len, i;
+    uint32_t acc = 0;
+
+    while (data > 0 && s[data - 1] == '=')
+        data--;
+    if (len - data > 2 || (len != data && len % 4 != 0)) {
+        sp_err_set(err, "invalid base64: bad padding");
+        return -1;
+    }
+    if (data % 4 == 1) {
+        sp_err_set(err, "invalid base64: truncated input");
+        return -1;
+    }
+    for (i = 0; i < data; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0) {
+            sp_err_set(err, "invalid base64: unexpected character at byte %zu", i + 1);
+            return -1;
+        }
+        acc = acc << 6 | (uint32_t)v;
+        if (i % 4 == 3) {
+            out[n++] = (unsigned char)(acc >> 16);
+            out[n++] = (unsigned char)(acc >> 8);
+            out[n++] = (unsigned char)acc;
+            acc = 0;
+        }
+    }
+    /* 2 or 3 characters left hold 1 or 2 bytes; the bits beyond them must be zero, or two
+     * texts would decode alike (RFC 4648 3.5). */
+    if (data % 4 == 2) {
+        if (acc & 0xf)
+            goto noncanonical;
+        out[n++] = (unsigned char)(acc >> 4);
+    } else if (data % 4 == 3) {
+        if (acc & 0x3)
+            goto noncanonical;
+        out[n++] = (unsigned char)(acc >> 10);
+        out[n++] = (unsigned char)(acc >> 2);
+    }
+    *outlen = n;
+    return 0;
+noncanonical:
+    sp_err_set(err, "invalid base64: non-zero bits after the last byte");
+    return -1;
+}
+
+int sp_hex_decode(const char *s, size_t len, unsigned char *out, size_t *outlen, sp_err *err)
+{
+    if (len % 2 != 0) {
+        sp_err_set(err, "invalid hex: odd length");
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int v = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (v < 0) {
+            sp_err_set(err, "invalid hex: unexpected character at byte %zu", i + 1);
+            return -1;
+        }
+        if (i % 2 == 0)
+            out[i / 2] = (unsigned char)(v << 4);
+        else
+            out[i / 2] |= (unsigned char)v;
+    }
+    *outlen = len / 2;
+    return 0;
+}

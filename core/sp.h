@@ -38,4 +38,11 @@ void sp_buf_free(struct sp_buf *b);
 
 /* 1 when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
 int sp_utf8_valid(const char *s, size_t len);
+
+/* Strict decoders: out has room for 3 * (len / 4) + 2 (base64) or len / 2 (hex) bytes and
+ * *outlen is what was written. base64 is RFC 4648's standard alphabet, "=" padding optional
+ * but exact, no whitespace, zero bits after the last byte; hex is either case, even length.
+ * Anything else is -1 with a reason in err. */
+int sp_base64_decode(const char *s, size_t len, unsigned char *out, size_t *outlen, sp_err *err);
+int sp_hex_decode(const char *s, size_t len, unsigned char *out, size_t *outlen, sp_err *err);
 #endif

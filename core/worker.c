@@ -43,6 +43,8 @@ struct sp_worker {
     struct sp_ops ops;
     char ctl_path[256];
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *parent_check;
+    struct event *retry; /* loads the scripts again while the worker has none (host.gen NULL) */
+    int retry_s;
     int ctl_fd; /* socket to the master, -1 when none */
 };
 
@@ -156,14 +158,14 @@ static void publish(struct sp_worker *w)
     sp_pool_stats(w->host.pool, &ps);
     wi->pid = w->host.pid;
     wi->alive = 1;
-    wi->generation = w->host.gen->number;
-    wi->loaded_at = w->host.gen->loaded_at;
+    wi->generation = w->host.gen ? w->host.gen->number : 0;
+    wi->loaded_at = w->host.gen ? w->host.gen->loaded_at : 0;
     wi->pool_total = ps.total;
     wi->pool_idle = ps.idle;
     wi->pool_busy = ps.busy;
     wi->pool_connecting = ps.connecting;
     wi->pool_queued = ps.queued;
-    wi->lua_memory = w->host.gen->mem_used;
+    wi->lua_memory = w->host.gen ? w->host.gen->mem_used : 0;
 }
 
 /* Records a reload's outcome; the sequence number moves last, when the rest is written. */
@@ -180,30 +182,83 @@ static void publish_reload(struct sp_worker *w, int ok)
     __atomic_add_fetch(&wi->reload_seq, 1, __ATOMIC_RELEASE);
 }
 
+/* A new generation from what is on disk now: the scripts, and spacer.conf's application
+ * sections (the core's settings keep their start-up values). 0, or -1 with err. */
+static int load_next(struct sp_worker *w, struct sp_gen **out, sp_err *err)
+{
+    struct sp_conf *conf = NULL;
+
+    if (sp_conf_reread(w->conf, &conf, NULL, 0, err) != 0)
+        return -1;
+    if (sp_gen_load(conf, w->index, sp_lua_openers, w->next_gen, out, err) != 0) {
+        sp_conf_free(conf);
+        return -1;
+    }
+    (*out)->own_conf = conf;
+    w->next_gen++;
+    return 0;
+}
+
+/* Makes gen the current generation. */
+static void install(struct sp_worker *w, struct sp_gen *gen)
+{
+    sp_timer_stop(w->host.gen);
+    sp_gen_unref(w->host.gen); /* in-flight requests keep the old one alive */
+    w->host.gen = gen;
+    if (w->retry != NULL)
+        event_del(w->retry);
+    sp_timer_start(&w->host, gen);
+}
+
 static void reload(struct sp_worker *w)
 {
     struct sp_gen *gen = NULL;
     sp_err err;
 
-    if (sp_gen_load(w->conf, w->index, sp_lua_openers, w->next_gen, &gen, &err) != 0) {
+    if (load_next(w, &gen, &err) != 0) {
         snprintf(w->last_reload_error, sizeof(w->last_reload_error), "%s", err.msg);
-        sp_log(SP_LOG_ERROR, "reload failed, generation %llu keeps serving: %s",
-               (unsigned long long)w->host.gen->number, err.msg);
+        if (w->host.gen != NULL)
+            sp_log(SP_LOG_ERROR, "reload failed, generation %llu keeps serving: %s",
+                   (unsigned long long)w->host.gen->number, err.msg);
+        else
+            sp_log(SP_LOG_ERROR, "reload failed, still no scripts (answering 503): %s", err.msg);
         metrics_reload(0);
         publish_reload(w, 0);
         return;
     }
-    w->next_gen++;
     w->last_reload_error[0] = '\0';
     sp_log(SP_LOG_INFO, "generation %llu loaded in %.1f ms (%d routes)",
            (unsigned long long)gen->number, gen->load_us / 1000.0,
            sp_router_count(gen->router));
-    sp_timer_stop(w->host.gen);
-    sp_gen_unref(w->host.gen); /* in-flight requests keep the old one alive */
-    w->host.gen = gen;
-    sp_timer_start(&w->host, gen);
+    install(w, gen);
     metrics_reload(1);
     publish_reload(w, 1);
+}
+
+/* While the worker has no generation: tries the scripts on disk again, backing off to 30 s. */
+static void retry_load(evutil_socket_t fd, short what, void *arg)
+{
+    struct sp_worker *w = arg;
+    struct sp_gen *gen = NULL;
+    struct timeval tv = {0, 0};
+    sp_err err;
+
+    SP_UNUSED(fd);
+    SP_UNUSED(what);
+    if (w->host.gen != NULL || w->host.draining)
+        return;
+    if (load_next(w, &gen, &err) != 0) {
+        w->retry_s = w->retry_s >= 15 ? 30 : w->retry_s * 2;
+        sp_log(SP_LOG_ERROR, "worker %d: scripts still fail to load (next try in %d s): %s",
+               w->index, w->retry_s, err.msg);
+        tv.tv_sec = w->retry_s;
+        evtimer_add(w->retry, &tv);
+        return;
+    }
+    sp_log(SP_LOG_INFO, "worker %d: scripts loaded: serving generation %llu (%d routes)",
+           w->index, (unsigned long long)gen->number, sp_router_count(gen->router));
+    install(w, gen);
+    publish(w);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -220,6 +275,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     w->host.draining = 1;
     sp_timer_stop(w->host.gen);
+    if (w->retry != NULL)
+        event_del(w->retry);
     sp_log(SP_LOG_INFO, "draining: %d request(s) in flight", w->host.inflight);
     sp_http_drain(w->http);
     if (w->host.inflight == 0 && sp_http_connections(w->http) == 0) {
@@ -322,6 +379,7 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     };
     struct sp_http_cbs cbs = {http_request, http_cancel, http_refused, http_make_id,
                               http_drained};
+    sigset_t hup;
     sp_err err;
     int rc = 1;
 
@@ -357,9 +415,20 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;
     }
-    if (sp_gen_load(conf, index, sp_lua_openers, w.next_gen++, &w.host.gen, &err) != 0) {
-        sp_log(SP_LOG_ERROR, "worker %d: scripts failed to load: %s", index, err.msg);
+    if ((w.retry = evtimer_new(w.base, retry_load, &w)) == NULL) {
+        sp_log(SP_LOG_ERROR, "worker %d: cannot create the event loop", index);
         goto done;
+    }
+    /* Scripts that fail to load (edited on disk since the others loaded them, before this
+     * worker's restart) do not stop the worker: it answers 503 on its listener, so what the
+     * kernel queues there never hangs, and tries again until they load or a reload works. */
+    if (sp_gen_load(conf, index, sp_lua_openers, w.next_gen++, &w.host.gen, &err) != 0) {
+        struct timeval first = {1, 0};
+        w.host.gen = NULL;
+        w.retry_s = 1;
+        sp_log(SP_LOG_ERROR, "worker %d: scripts failed to load (answering 503 "
+               "scripts_unavailable; next try in 1 s): %s", index, err.msg);
+        evtimer_add(w.retry, &first);
     }
     if (sp_httpc_start(&w.host, &err) != 0) /* calls will try again, and say why */
         sp_log(SP_LOG_ERROR, "worker %d: outbound HTTP unavailable: %s", index, err.msg);
@@ -375,12 +444,16 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     event_add(w.sig_int, NULL);
     event_add(w.sig_hup, NULL);
     event_add(w.parent_check, &one_s);
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &hup, NULL); /* a reload asked for during the start runs now */
     publish(&w);
-    sp_log(SP_LOG_INFO, "worker %d serving, generation %llu (%d routes, %.1f ms to load)", index,
-           (unsigned long long)w.host.gen->number, sp_router_count(w.host.gen->router),
-           w.host.gen->load_us / 1000.0);
-
-    sp_timer_start(&w.host, w.host.gen);
+    if (w.host.gen != NULL) {
+        sp_log(SP_LOG_INFO, "worker %d serving, generation %llu (%d routes, %.1f ms to load)",
+               index, (unsigned long long)w.host.gen->number, sp_router_count(w.host.gen->router),
+               w.host.gen->load_us / 1000.0);
+        sp_timer_start(&w.host, w.host.gen);
+    }
     event_base_dispatch(w.base);
     if (w.host.inflight > 0)
         sp_log(SP_LOG_WARN, "worker %d: shutdown timeout with %d request(s) in flight", index,
@@ -395,6 +468,8 @@ done:
         event_free(w.sig_hup);
     if (w.parent_check)
         event_free(w.parent_check);
+    if (w.retry)
+        event_free(w.retry);
     if (w.drain_timer)
         event_free(w.drain_timer);
     sp_http_free(w.http); /* cancels what is still in flight */

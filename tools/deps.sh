@@ -28,10 +28,12 @@ TEST_PKGS="$TEST_PKGS chromium"
 NODE_PKGS=""
 command -v node >/dev/null 2>&1 || NODE_PKGS="nodejs npm"
 command -v node >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1 && NODE_PKGS="npm"
+# Fuzzing (`make fuzz`): clang with libFuzzer and the sanitizer runtimes
+FUZZ_PKGS="clang libclang-rt-14-dev"
 # Bench: wrk (load), nginx-light (the HTTP ceiling to compare with), gnuplot-nox (the chart)
 BENCH_PKGS="wrk nginx-light gnuplot-nox"
 
-PACKAGES="$BUILD_PKGS $CORE_PKGS $DB_PKGS $TEST_PKGS $NODE_PKGS $BENCH_PKGS"
+PACKAGES="$BUILD_PKGS $CORE_PKGS $DB_PKGS $TEST_PKGS $NODE_PKGS $FUZZ_PKGS $BENCH_PKGS"
 
 command -v dpkg-query >/dev/null 2>&1 || {
     echo "deps: dpkg-query not found: this script installs Debian packages (Debian 12)" >&2

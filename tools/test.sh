@@ -65,6 +65,20 @@ for t in "$BUILD"/tests/test_*; do
     add "$p" "$f"
 done
 
+echo "== fuzz corpora (each target replays its committed corpus once)"
+for t in "$BUILD"/replay/fuzz_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t" | sed 's/^fuzz_//')
+    if out=$("$t" "tests/fuzz/corpus/$name" 2>&1); then
+        echo "fuzz_$name: $out"
+        add 1 0
+    else
+        printf '%s\n' "$out" | tail -20
+        echo "fuzz_$name: FAILED"
+        add 0 1
+    fi
+done
+
 echo "== Lua script tests (spacer test)"
 out=$(./spacer test 2>&1)
 printf '%s\n' "$out" | grep -v '^[0-9]* passed, [0-9]* failed$' | head -40

@@ -56,15 +56,19 @@ end)
 
 spacer.post("/api/admin/reload", {
   roles = { "admin" },
-  summary = "Reload the scripts of every worker",
-  description = "Every worker loads a new generation; if any script fails, the old one "
-    .. "keeps serving and the answer is a 422 reload_failed with errors (file:line).",
+  summary = "Reload the scripts and spacer.conf's application sections",
+  description = "spacer.conf is read again, then every worker loads a new generation with "
+    .. "its application sections; if the file or any script fails, the old one keeps "
+    .. "serving and the answer is a 422 reload_failed with errors (file:line). "
+    .. "restart_required names the core settings (\"server.workers\") written differently "
+    .. "since start-up: they keep their start-up values until a restart.",
   result = openapi.object({
     generation = openapi.INTEGER,
     loaded_at = openapi.DATETIME,
     workers = openapi.array(WORKER),
-  }, { "generation", "loaded_at", "workers" }),
-  responses = { [422] = "a script failed to load (reload_failed, errors: file:line)",
+    restart_required = openapi.array(openapi.STRING),
+  }, { "generation", "loaded_at", "workers", "restart_required" }),
+  responses = { [422] = "spacer.conf or a script failed to load (reload_failed, errors: file:line)",
     [503] = "the master cannot be reached (reload_unavailable)" },
   tags = { "admin" },
 }, function()
@@ -75,13 +79,17 @@ spacer.post("/api/admin/reload", {
   if not answer.ok then
     spacer.error(422, "reload failed; the previous generation keeps serving", {
       code = "reload_failed",
-      extra = { errors = answer.errors, workers = answer.workers },
+      extra = { errors = answer.errors, workers = answer.workers,
+        restart_required = answer.restart_required },
     })
   end
+  -- restart_required: core settings of spacer.conf ("server.workers") written differently
+  -- since start-up; they keep their start-up values until a restart.
   return 200, {
     generation = answer.generation,
     loaded_at = answer.loaded_at,
     workers = answer.workers,
+    restart_required = answer.restart_required,
   }
 end)
 

@@ -53,6 +53,21 @@ class Response:
         return "<%d %s>" % (self.status, self.text[:300])
 
 
+# The sanitizer build (make test SANITIZE=1): workers leave through exit(), so LeakSanitizer
+# checks them as well as the master; any report in a server's log fails the test that ran it.
+SANITIZED = b"__asan_init" in open(BIN, "rb").read() if os.path.exists(BIN) else False
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in text (up to 3000 characters), or None."""
+    at = min((text.find(m) for m in SANITIZER_MARKS if m in text), default=-1)
+    if at < 0:
+        return None
+    start = text.rfind("\n", 0, at) + 1
+    return text[start:start + 3000]
+
+
 class Server:
     """A spacer server with its own copy of scripts/ (so tests may add routes or edit rules)."""
 
@@ -166,8 +181,17 @@ class Server:
     def close(self):
         try:
             self.stop()
+            report = sanitizer_report(self.logs_all())
+            check(report is None, "sanitizer report in the server's log:\n%s" % report)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def logs_all(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def connection(self, timeout=10):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

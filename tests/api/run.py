@@ -36,7 +36,11 @@ def main():
                     detail = traceback.format_exc() if not isinstance(e, AssertionError) else str(e)
                     print("FAIL %s.%s: %s" % (name, fn.__name__, detail))
     finally:
-        harness.shutdown_shared()
+        try:
+            harness.shutdown_shared()
+        except AssertionError as e:
+            failed += 1
+            print("FAIL the shared server: %s" % e)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

@@ -527,6 +527,25 @@ def fifty_concurrent_approvals_of_one_slot_confirm_exactly_one():
 # Times -------------------------------------------------------------------------------------
 
 @test
+def an_impossible_date_is_422_even_with_a_leap_second():
+    sp = make_space()
+    y = day(0).year + 1
+    cases = [
+        ("%d-02-27T10:00" % y, "%d-02-30T23:59:60" % y, "end_datetime"),
+        ("%d-04-31T23:59:60" % y, "%d-05-01T03:00" % y, "start_datetime"),
+        ("%d-04-31T23:59:60+03:00" % y, "%d-05-01T03:00+03:00" % y, "start_datetime"),
+    ]
+    for start, end, field in cases:
+        f = fields_of(request(sp["id"], start, end))
+        check(field in f, "%s..%s: %r" % (start, end, f))
+        check("ISO 8601" in f[field], "%s..%s: %r" % (start, end, f))
+    # a genuine leap second is the next minute's :00, with an offset or without
+    b = book(sp["id"], "%d-06-10T09:59:60" % y, "%d-06-10T11:59:60+03:00" % y)
+    eq("%d-06-10T10:00:00+03:00" % y, b["start_datetime"])
+    eq("%d-06-10T12:00:00+03:00" % y, b["end_datetime"])
+
+
+@test
 def a_naive_time_books_the_local_hour_of_the_space():
     sp = make_space()
     b = book(sp["id"], local(40, 10), local(40, 12))

@@ -1,5 +1,6 @@
 """The database layer seen from HTTP: the pool's queue, transactions, outages and recovery."""
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -131,6 +132,8 @@ def database_outage_gives_503_then_recovers_without_restart():
     finally:
         s.close()
         devdb("destroy", pg)
+        shutil.rmtree(work, ignore_errors=True)
+    check(not os.path.exists(work), "%s left behind" % work)
 
 
 class Load:
@@ -226,6 +229,8 @@ def database_stopped_under_load_every_request_answered_at_once():
     finally:
         s.close()
         devdb("destroy", pg)
+        shutil.rmtree(work, ignore_errors=True)
+    check(not os.path.exists(work), "%s left behind" % work)
 
 
 @test

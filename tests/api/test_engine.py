@@ -1,12 +1,14 @@
 """The engine: routes in Lua, errors, limits, request ids, CORS, shutdown, worker restarts."""
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import threading
 import time
 
-from harness import Server, TEST_ROUTES, check, eq, error_body, server, test
+from harness import SANITIZED, Server, TEST_ROUTES, check, eq, error_body, server, test
 
 
 @test
@@ -313,3 +315,32 @@ def openapi_document_comes_from_the_route_declarations():
     eq(200, r.status)
     check(r.header("content-type").startswith("text/html") and "/apidocs/swagger-initializer.js" in r.text,
           r.text[:200])
+
+
+def leak_checked_pids(workers, requests):
+    """Serves requests with every allocation left at exit counted as a leak (no roots), stops
+    the server and returns (worker pids, pids whose exit LeakSanitizer checked)."""
+    s = Server(workers=workers, env={
+        "LSAN_OPTIONS": "use_globals=0:use_stacks=0:use_registers=0:use_tls=0:exitcode=0"})
+    try:
+        s.start()
+        for path in requests:
+            s.get(path)
+        pids = s.worker_pids()
+        s.stop()
+        text = s.logs_all()
+    finally:
+        shutil.rmtree(s.dir, ignore_errors=True)
+    checked = {int(p) for p in re.findall(r"==(\d+)==ERROR: LeakSanitizer", text)}
+    return pids, checked
+
+
+if SANITIZED:
+    @test
+    def leak_sanitizer_checks_every_worker():
+        # With no roots to scan, whatever is still allocated at exit is reported: a report
+        # names each process that LeakSanitizer checked, the master and every worker alike.
+        pids, checked = leak_checked_pids(2, ["/", "/api/spaces/spaces", "/healthz"])
+        eq(2, len(pids), "workers")
+        for pid in pids:
+            check(pid in checked, "worker %d left unchecked: %r" % (pid, sorted(checked)))

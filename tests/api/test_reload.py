@@ -144,3 +144,25 @@ def a_thousand_reloads_leave_memory_where_it_was():
         check(after - before < 2048, "RSS grew from %d kB to %d kB" % (before, after))
     finally:
         s.close()
+
+
+@test
+def a_reload_while_workers_start_ends_none_of_them():
+    # The reload is asked for as soon as the master answers on its control socket, while the
+    # workers it has just forked still load their scripts.
+    s = Server(workers=2, extra_routes=RULE_ROUTES).start(wait=False)
+    try:
+        sock = s.env["SPACER_SERVER_PID_FILE"][:-len(".pid")] + ".sock"
+        deadline = time.time() + 15
+        while not os.path.exists(sock) and time.time() < deadline:
+            time.sleep(0.002)
+        r = reload_cli(s)
+        s.wait_ready()
+        eq(0, r.returncode, r.stdout + r.stderr)
+        for _ in range(4):
+            eq(200, s.get("/test/rule").status)
+        time.sleep(0.3)
+        check("killed by signal" not in s.logs_all(), "a worker was killed:\n" + s.logs())
+        check("exited with status" not in s.logs_all(), "a worker exited:\n" + s.logs())
+    finally:
+        s.close()

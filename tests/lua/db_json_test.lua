@@ -52,7 +52,7 @@ test("spacer.json.raw takes valid JSON only and is written as it is", function()
   assert_eq("spacer.json.raw", getmetatable(raw))
 end)
 
-test("spacer.time.format writes what the time's fields say, in any zone", function()
+test("spacer.time.format writes what the time's fields say, in any zone (UTC for LMT)", function()
   local zones = { "UTC", "Africa/Nairobi", "America/New_York", "Asia/Kolkata", "America/St_Johns",
     "Pacific/Chatham", "Australia/Lord_Howe", "Asia/Kathmandu" }
   local t = -2208988800 -- 1900-01-01: local mean times with odd offsets too
@@ -60,6 +60,10 @@ test("spacer.time.format writes what the time's fields say, in any zone", functi
     t = t + 1234567 + i * 7919
     for _, zone in ipairs(zones) do
       local f = spacer.time.fields(t, zone)
+      if f.offset % 60 ~= 0 then
+        -- a local mean time offset has seconds, which RFC 3339 cannot write: UTC instead
+        f = spacer.time.fields(t, "UTC")
+      end
       local off = math.abs(f.offset)
       local want = string.format("%04d-%02d-%02dT%02d:%02d:%02d%s%02d:%02d", f.year, f.month,
         f.day, f.hour, f.min, f.sec, f.offset < 0 and "-" or "+", off // 3600, off % 3600 // 60)

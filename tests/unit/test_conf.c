@@ -28,6 +28,7 @@ static const char *test_vars[] = {
     "DB_HOST",        "DB_PORT",      "SP_T_HOST", "SP_T_USER",   "SP_T_EMPTY",
     "SP_T_PORT",      "SP_T_CUR",     "SP_T_A",    "SP_T_B",      "SP_T_C",
     "SP_T_REAL",      "SP_T_EMPTYV",  "SP_T_EXP",  "SP_T_SPACED", "SP_T_LOADPORT",
+    "SP_T_LONG",      "SP_T_AFTER",
 };
 
 /* ---- fixture and helpers ------------------------------------------------- */
@@ -579,6 +580,30 @@ static void test_env_file(void **state)
     assert_string_equal(err.msg, want);
     unlink(path);
     free(path);
+
+    /* a name that is no variable name is refused, not set */
+    path = temp_file("SP_T_A=1\nSP T=2\n");
+    assert_int_equal(sp_conf_read_env_file(path, &err), -1);
+    snprintf(want, sizeof(want), "%s:2: \"SP T\" is not a variable name", path);
+    assert_string_equal(err.msg, want);
+    unlink(path);
+    free(path);
+
+    /* a long value is one value, and the lines after it keep their numbers */
+    char *text = malloc(20000);
+    assert_non_null(text);
+    strcpy(text, "SP_T_LONG=");
+    memset(text + 10, 'x', 9000);
+    strcpy(text + 9010, "\nSP_T_AFTER=after\nnot a setting\n");
+    path = temp_file(text);
+    assert_int_equal(sp_conf_read_env_file(path, &err), -1);
+    snprintf(want, sizeof(want), "%s:3: expected KEY=VALUE", path);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(strlen(getenv("SP_T_LONG")), 9000);
+    assert_string_equal(getenv("SP_T_AFTER"), "after");
+    unlink(path);
+    free(path);
+    free(text);
 }
 
 static void test_load(void **state)
@@ -650,6 +675,68 @@ static void test_load(void **state)
     unlink(".env");
     assert_int_equal(chdir(cwd), 0);
     assert_int_equal(rmdir(dir), 0);
+}
+
+/* A reload: the application sections come from the file as it is now, the core's settings
+ * keep their start-up values, and a core key written differently is named. */
+static void test_reread(void **state)
+{
+    SP_UNUSED(state);
+    struct sp_conf *c = NULL, *n = NULL;
+    sp_err err = {{0}};
+    char changed[128];
+    char *path = temp_file("[server]\nport = 7100\n[http]\ncors_origins = http://a.test\n"
+                           "[pricing]\nvat_percent = 16\n[payments]\nenabled = manual\n");
+    FILE *f;
+
+    assert_int_equal(sp_conf_load(path, &c, &err), 0);
+    /* unchanged file: same entries, nothing to restart */
+    assert_int_equal(sp_conf_reread(c, &n, changed, sizeof(changed), &err), 0);
+    assert_string_equal(changed, "");
+    entry_is(n, "pricing", "vat_percent", "16", 6);
+    sp_conf_free(n);
+    n = NULL;
+
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[server]\nport = 7200\n[http]\ntimeout = 9\n[pricing]\nvat_percent = 20\n"
+          "[payments.stripe]\nsecret_key = sk_test\n", f);
+    fclose(f);
+    assert_int_equal(sp_conf_reread(c, &n, changed, sizeof(changed), &err), 0);
+    assert_string_equal(changed, "server.port, http.timeout, http.cors_origins");
+    assert_int_equal(n->port, 7100); /* the start-up values */
+    assert_int_equal(n->timeout_s, 30);
+    assert_int_equal(n->ncors, 1);
+    assert_string_equal(n->cors_origins[0], "http://a.test");
+    assert_string_equal(n->jwt_secret, c->jwt_secret);
+    assert_string_equal(n->path, path);
+    entry_is(n, "server", "port", "7100", 2);
+    assert_null(sp_conf_find(n, "http", "timeout"));
+    entry_is(n, "pricing", "vat_percent", "20", 6);
+    entry_is(n, "payments.stripe", "secret_key", "sk_test", 8);
+    assert_null(sp_conf_find(n, "payments", "enabled")); /* gone from the file: gone */
+    /* cut short, never overrun */
+    sp_conf_free(n);
+    n = NULL;
+    assert_int_equal(sp_conf_reread(c, &n, changed, 12, &err), 0);
+    assert_string_equal(changed, "server.port");
+    sp_conf_free(n);
+    n = NULL;
+
+    /* a file that no longer parses: file:line, nothing made */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[pricing]\nvat_percent = 20\n[payments\n", f);
+    fclose(f);
+    assert_int_equal(sp_conf_reread(c, &n, NULL, 0, &err), -1);
+    assert_null(n);
+    char want[300];
+    snprintf(want, sizeof(want), "%s:3: malformed section header", path);
+    assert_string_equal(err.msg, want);
+
+    sp_conf_free(c);
+    unlink(path);
+    free(path);
 }
 
 /* ---- errors -------------------------------------------------------------- */
@@ -907,6 +994,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_database_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_lines, setup, teardown),

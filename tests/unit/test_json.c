@@ -352,6 +352,36 @@ static void test_decode_floats(void **state)
     round_trip(L, "[1000.0,2.0,0.5]");
 }
 
+/* Valid JSON numbers of any length decode; long ones are floats unless a 64-bit integer. */
+static void test_decode_long_numbers(void **state)
+{
+    lua_State *L = *state;
+    char text[700];
+
+    CHECK(L, "{\"amount\": 0.10000000000000000000000000000000000000000000000000000000000000001}",
+          "math.type(v.amount) == 'float' and v.amount == 0.1");
+    /* 64 characters exactly, and a long way beyond */
+    CHECK(L, "1.00000000000000000000000000000000000000000000000000000000000000",
+          "math.type(v) == 'float' and v == 1.0");
+    CHECK(L, "-0.0000000000000000000000000000000000000000000000000000000000000000000025e2",
+          "v == -2.5e-67");
+    CHECK(L, "[9223372036854775807, -9223372036854775808]",
+          "math.type(v[1]) == 'integer' and v[2] == math.mininteger");
+    memset(text, '9', 600);
+    text[600] = '\0';
+    CHECK(L, text, "math.type(v) == 'float' and v == 1e600"); /* inf, as Lua reads it */
+    memcpy(text, "[-1", 3);
+    memset(text + 3, '0', 80);
+    memcpy(text + 83, ",2]", 4);
+    CHECK(L, text, "math.type(v[1]) == 'float' and v[1] == -1e80 and v[2] == 2");
+    memcpy(text, "[0.", 3);
+    memset(text + 3, '0', 300);
+    memcpy(text + 303, "1e300]", 7);
+    CHECK(L, text, "v[1] == 1e-1");
+    reject(L, "[1.000000000000000000000000000000000000000000000000000000000000000000e]",
+           "bad exponent");
+}
+
 static void test_decode_string_escapes(void **state)
 {
     lua_State *L = *state;
@@ -956,6 +986,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_decode_null, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_integers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_floats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_long_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_string_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_rejects_bad_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_rejects_bad_escapes, setup, teardown),

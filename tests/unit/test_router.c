@@ -473,6 +473,43 @@ static void test_allow(void **state)
     assert_int_equal(small[8], 'z');
 }
 
+/* "/s/s/.../s" with n segments, segment `param` (0-based; -1 none) replaced by text. */
+static void long_path(char *buf, size_t cap, int n, int param, const char *text)
+{
+    size_t len = 0;
+
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "/%s", i == param ? text : "s");
+}
+
+static void test_long_routes(void **state)
+{
+    struct sp_router *r = *state;
+    static const int sizes[] = {31, 32, 33, 64, 100};
+    char pattern[512], path[512];
+
+    for (size_t k = 0; k < SP_ARRAY_LEN(sizes); k++) {
+        int n = sizes[k];
+        long_path(pattern, sizeof(pattern), n, -1, NULL);
+        struct sp_route *all_static = add(r, "GET", pattern);
+        long_path(pattern, sizeof(pattern), n, n - 1, "{last:str}");
+        struct sp_route *last = add(r, "GET", pattern);
+        long_path(pattern, sizeof(pattern), n, 0, "{first:str}");
+        struct sp_route *first = add(r, "GET", pattern);
+
+        long_path(path, sizeof(path), n, -1, NULL);
+        must_match(r, "GET", path, all_static);
+        long_path(path, sizeof(path), n, n - 1, "x");
+        struct sp_match m = must_match(r, "GET", path, last); /* beats {first} */
+        param_is(&m, 0, "last", "x");
+        long_path(path, sizeof(path), n, 0, "x");
+        m = must_match(r, "GET", path, first);
+        param_is(&m, 0, "first", "x");
+        long_path(path, sizeof(path), n, 1, "x");
+        must_404(r, "GET", path);
+    }
+}
+
 static void test_many_routes(void **state)
 {
     struct sp_router *r = *state;
@@ -550,6 +587,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_router_frees_roles, setup, teardown),
     };
 
