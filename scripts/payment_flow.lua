@@ -686,7 +686,7 @@ function _M.expire_pending(limit)
         detail = "expired: the provider still reports it unpaid"
       elseif answer then
         detail = "expired: " .. tostring(answer.reason or answer.status)
-      elseif tostring(err):find("^too many requests") then
+      elseif tostring(err):find("too many requests", 1, true) then
         break -- not an answer about this payment: leave it for a later run
       else
         detail = "expired: status unknown (" .. tostring(err) .. ")"
