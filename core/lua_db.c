@@ -65,40 +65,22 @@ static void push_array(lua_State *L, const char *v, int is_int)
 {
     struct sp_buf item = {0};
     lua_Integer i = 0;
-    const char *p = v;
+    int is_null;
 
     sp_json_new_array(L, 0);
-    if (*p != '{') {
+    if (*v != '{') {
         lua_pushstring(L, v);
         lua_rawseti(L, -2, ++i);
         return;
     }
-    p++;
-    while (*p && *p != '}') {
-        int quoted = 0;
-        item.len = 0;
-        if (*p == '"') {
-            quoted = 1;
-            for (p++; *p && *p != '"'; p++) {
-                if (*p == '\\' && p[1])
-                    p++;
-                sp_buf_addc(&item, *p);
-            }
-            if (*p == '"')
-                p++;
-        } else {
-            while (*p && *p != ',' && *p != '}')
-                sp_buf_addc(&item, *p++);
-        }
-        if (!quoted && item.len == 4 && memcmp(item.data, "NULL", 4) == 0)
+    for (v++; sp_pgjson_array_next(&v, &item, &is_null);) {
+        if (is_null)
             sp_json_push_null(L);
         else if (is_int)
-            lua_pushinteger(L, strtoll(item.data ? item.data : "0", NULL, 10));
+            lua_pushinteger(L, strtoll(item.data, NULL, 10));
         else
-            lua_pushlstring(L, item.data ? item.data : "", item.len);
+            lua_pushlstring(L, item.data, item.len);
         lua_rawseti(L, -2, ++i);
-        if (*p == ',')
-            p++;
     }
     sp_buf_free(&item);
 }

@@ -55,47 +55,58 @@ static void add_timestamp(const char *v, int len, int with_zone, struct sp_buf *
     sp_buf_addc(out, '"');
 }
 
+int sp_pgjson_array_next(const char **pp, struct sp_buf *item, int *is_null)
+{
+    const char *p = *pp;
+
+    if (*p == '\0' || *p == '}')
+        return 0;
+    item->len = 0;
+    sp_buf_add(item, "", 0); /* terminated, even when empty */
+    *is_null = 0;
+    if (*p == '"') { /* quoted: backslash escapes inside */
+        for (p++; *p && *p != '"'; p++) {
+            if (*p == '\\' && p[1])
+                p++;
+            sp_buf_addc(item, *p);
+        }
+        if (*p == '"')
+            p++;
+    } else {
+        const char *start = p;
+        while (*p && *p != ',' && *p != '}')
+            p++;
+        sp_buf_add(item, start, (size_t)(p - start));
+        *is_null = p - start == 4 && memcmp(start, "NULL", 4) == 0;
+    }
+    if (*p == ',')
+        p++;
+    *pp = p;
+    return 1;
+}
+
 /* A one-dimensional array literal: {1,2,"a b",NULL}. */
 static void add_array(const char *p, int is_int, struct sp_buf *out)
 {
     struct sp_buf item = {0};
-    int first = 1;
+    int is_null, first = 1;
 
+    sp_buf_addc(out, '[');
     if (*p != '{') {
-        sp_buf_addc(out, '[');
         sp_json_add_string(out, p, strlen(p));
         sp_buf_addc(out, ']');
         return;
     }
-    sp_buf_addc(out, '[');
-    for (p++; *p && *p != '}';) {
+    for (p++; sp_pgjson_array_next(&p, &item, &is_null);) {
         if (!first)
             sp_buf_addc(out, ',');
         first = 0;
-        if (*p == '"') { /* quoted: backslash escapes inside */
-            item.len = 0;
-            for (p++; *p && *p != '"'; p++) {
-                if (*p == '\\' && p[1])
-                    p++;
-                sp_buf_addc(&item, *p);
-            }
-            if (*p == '"')
-                p++;
-            sp_json_add_string(out, item.data ? item.data : "", item.len);
-        } else {
-            const char *start = p;
-            while (*p && *p != ',' && *p != '}')
-                p++;
-            size_t n = (size_t)(p - start);
-            if (n == 4 && memcmp(start, "NULL", 4) == 0)
-                sp_buf_add(out, "null", 4);
-            else if (is_int)
-                sp_buf_add(out, start, n);
-            else
-                sp_json_add_string(out, start, n);
-        }
-        if (*p == ',')
-            p++;
+        if (is_null)
+            sp_buf_add(out, "null", 4);
+        else if (is_int)
+            sp_buf_add(out, item.data, item.len);
+        else
+            sp_json_add_string(out, item.data, item.len);
     }
     sp_buf_addc(out, ']');
     sp_buf_free(&item);

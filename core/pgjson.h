@@ -34,6 +34,11 @@ int sp_pgjson_write(const PGresult *res,
                     const struct sp_pgjson_hooks *hooks,
                     struct sp_buf *out);
 
+/* Reads the next element of a one-dimensional array literal ({1,"a b",NULL}); *p starts just
+ * after the '{'. Returns 0 at the end; else 1 with the element's text in item (unquoted,
+ * NUL-terminated) and *is_null set for an unquoted NULL. */
+int sp_pgjson_array_next(const char **p, struct sp_buf *item, int *is_null);
+
 /* Appends one text value of PostgreSQL type oid as JSON (the rules above). */
 void sp_pgjson_value(const char *v, int len, unsigned int oid, struct sp_buf *out);
 
