@@ -116,6 +116,31 @@ local LIST_HEADERS = {
   },
 }
 
+-- Conditional GET: a route with etag (or cache, which implies it) answers its 200 with an
+-- ETag, and a 304 without a body when If-None-Match names that tag; so do the files of this
+-- document and Swagger UI, which declare their 304 themselves (lib/static.lua).
+local IF_NONE_MATCH = {
+  name = "If-None-Match",
+  ["in"] = "header",
+  required = false,
+  description = "the ETag of an answer the client holds (or a list of them, or *): when it "
+    .. "still matches, the answer is a 304 without a body",
+  schema = { type = "string" },
+  example = '"0123456789abcdef0123456789abcdef"',
+}
+local ETAG_HEADER = {
+  description = "the entity tag of this answer (its body and headers): give it back in "
+    .. "If-None-Match to get a 304 while nothing changed",
+  schema = { type = "string" },
+}
+local NOT_MODIFIED = "unchanged since the ETag given in If-None-Match: no body, the same ETag"
+
+local function conditional(route)
+  local opts = route.opts
+  return route.method == "GET" and (opts.etag or (opts.responses or {})[304] ~= nil) and true
+    or false
+end
+
 local function operation_id(method, path)
   local id = method:lower() .. path:gsub("[{}]", ""):gsub("[^%w]+", "_")
   return (id:gsub("_+$", ""))
@@ -179,6 +204,16 @@ local function operation(route)
     ok.description = "a page of the list (a JSON array)"
     ok.headers = LIST_HEADERS
   end
+  local etag = conditional(route)
+  if etag then
+    params[#params + 1] = IF_NONE_MATCH
+    local headers = { ETag = ETAG_HEADER }
+    for name, h in pairs(ok.headers or {}) do
+      headers[name] = h
+    end
+    ok.headers = headers
+    responses["304"] = { description = NOT_MODIFIED, headers = { ETag = ETAG_HEADER } }
+  end
   if opts.content then -- another media type: { ["text/plain"] = { schema = ... } }
     ok.content = opts.content
   end
@@ -210,6 +245,8 @@ local function operation(route)
       local r, auto = declared_response(status, given), responses[tostring(status)]
       if auto and (status == 401 or status == 403) then
         r.description = auto.description .. "; or " .. r.description
+      elseif auto and status == 304 then
+        r.headers = auto.headers
       end
       responses[tostring(status)] = r
     end

@@ -273,7 +273,9 @@ def apispec_documents_bodies_answers_errors_and_list_headers():
     lst = doc["paths"]["/api/spaces/spaces"]["get"]["responses"]["200"]
     eq({"type": "array", "items": {"$ref": "#/components/schemas/Space"}},
        lst["content"]["application/json"]["schema"])
-    eq(["Link", "X-Total-Count"], sorted(lst["headers"]))
+    eq(["ETag", "Link", "X-Total-Count"], sorted(lst["headers"]))  # a public list: tagged
+    mine = doc["paths"]["/api/bookings/bookings"]["get"]["responses"]["200"]
+    eq(["Link", "X-Total-Count"], sorted(mine["headers"]))
 
     profile = doc["paths"]["/api/users/profile"]["get"]
     eq([{"bearerAuth": []}], profile["security"])
@@ -388,6 +390,45 @@ def apispec_documents_payments_and_invoices():
         for op in doc["paths"][path].values():
             check(op["deprecated"] and op["tags"] == ["compatibility"], path)
     check("invoices" in [t["name"] for t in doc["tags"]], doc["tags"])
+
+
+@test
+def apispec_documents_conditional_get_of_the_routes_that_answer_it():
+    doc = spec()
+    s = server()
+
+    def conditional(op):
+        inm = params_of(op, "header").get("If-None-Match")
+        etag = op["responses"].get("200", {}).get("headers", {}).get("ETag")
+        return inm, etag, op["responses"].get("304")
+
+    for path in ("/api/spaces/spaces/{id}", "/api/spaces/{id}", "/api/spaces/spaces",
+                 "/api/spaces/spaces/{id}/availability", "/api/spaces/spaces/{id}/quote",
+                 "/api/spaces/spaces/mine", "/apispec.json"):
+        inm, etag, not_modified = conditional(doc["paths"][path]["get"])
+        check(inm and not inm["required"] and inm["schema"] == {"type": "string"}, (path, inm))
+        eq({"type": "string"}, (etag or {}).get("schema"), path)
+        check(not_modified and "content" not in not_modified, (path, not_modified))
+        check("ETag" in not_modified.get("headers", {}), (path, not_modified))
+    # a paged list keeps its list headers beside the ETag
+    headers = doc["paths"]["/api/spaces/spaces"]["get"]["responses"]["200"]["headers"]
+    eq({"ETag", "X-Total-Count", "Link"}, set(headers))
+    for path in ("/api/users/profile", "/api/bookings/bookings", "/healthz"):
+        inm, etag, not_modified = conditional(doc["paths"][path]["get"])
+        check(not (inm or etag or not_modified), "%s documents conditional GET" % path)
+    # what the document says is what the server does
+    for path in ("/api/spaces/spaces", "/api/spaces"):
+        r = s.get(path)
+        eq(200, r.status, path)
+        tag = r.header("etag")
+        check(tag, "%s: no ETag" % path)
+        n = s.get(path, headers={"If-None-Match": tag})
+        eq(304, n.status, path)
+        eq(b"", n.raw, "a 304 has no body")
+        eq(tag, n.header("etag"), path)
+    r = s.get("/api/users/profile", token=s.login("admin@spacer.com", "Admin123!"))
+    eq(200, r.status)
+    eq(None, r.header("etag"), "the profile has no ETag")
 
 
 # ---- node: the validator and the browser --------------------------------------------------
