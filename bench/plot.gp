@@ -26,6 +26,6 @@ plot datafile using 2:xtic(1) title "Spacer (nginx rows: nginx)" lc rgb "#1f77b4
 set title "p99 latency (log scale)"
 set ylabel "ms"
 plot datafile using 4:xtic(1) title "p99" lc rgb "#d62728", \
-     '' using ($5 > 0 ? $5 : 1/0) title "read target: 2 x nginx p99 at 32 conns" lc rgb "#2ca02c"
+     '' using ($5 > 0 ? $5 : 1/0) title "read target at 32 conns: 2 x nginx p99 (database reads: 2 x max(nginx p99, pgbench p99))" lc rgb "#2ca02c"
 
 unset multiplot

@@ -8,26 +8,33 @@
 #      for the payment scenarios also bench/gen_payments.sql: 200,000 confirmed bookings to
 #      pay (one client's pay pool) and an invoice per confirmed booking;
 #   2. the HTTP ceiling: Debian's nginx answering `return 200` (bench/nginx.conf, 2 workers);
-#   3. Spacer as shipped (spacer.conf: access_log on, to a file) with 2 workers; wrk runs
-#      each scenario (bench/wrk/*.lua) for BENCH_DURATION s after a BENCH_WARMUP s warm-up,
-#      at 32 connections, and the read scenarios at 256 too; /healthz, the web app's home
-#      call (GET /api/spaces unpaged, ~54 spaces) and /apispec.json at 1 connection too;
+#   3. Spacer as shipped (spacer.conf: access_log on, to a file) with 2 workers but the answer
+#      cache off (BENCH_CACHE): wrk runs each scenario (bench/wrk/*.lua) for BENCH_DURATION s
+#      after a BENCH_WARMUP s warm-up, at 32 connections, and the read scenarios at 256 too;
+#      /healthz, the web app's home call (GET /api/spaces unpaged, ~54 spaces) and
+#      /apispec.json at 1 connection too;
 #   4. memory: each worker's VmRSS idle, and holding 10,000 idle keep-alive connections
 #      (bench/keepalive.py);
 #   5. reload under load: the quote scenario without, then with, `spacer reload` every 200 ms;
-#   6. the database ceilings: pgbench -M prepared -c 32 -j 2 running bench/pgbench/*.sql, the
-#      SQL each database scenario runs; the bcrypt ceiling: cores / the time of one cost-12
-#      hash (`spacer hash-password` timed at cost 12, minus its start-up timed at cost 4).
+#   6. Spacer again, with the answer cache on as shipped: the public reads as users get them
+#      (the home call at 1 and 32 connections, the spaces list and one space at 32), with the
+#      cache's hits and misses during each run (/metrics);
+#   7. the database ceilings: pgbench -M prepared -c 32 -j 2 running bench/pgbench/*.sql, the
+#      SQL each database scenario runs, with every transaction's latency logged (pgbench -l:
+#      its p50 and p99, by bench/report.py); the bcrypt ceiling: cores / the time of one
+#      cost-12 hash (`spacer hash-password` timed at cost 12, minus its start-up at cost 4).
 # Results: a Markdown table printed and written to bench/results/latest.md, the raw figures
 # in latest.json, a chart in latest.png (bench/report.py, bench/plot.gp).
 #
 # Environment: SPACER_BIN (default ./spacer), BENCH_CACHE (off: the answer cache of spacer.conf
-# [cache], on as shipped, would answer the read scenarios from memory), BENCH_DURATION (10), BENCH_WARMUP (3),
-# BENCH_KEEPALIVE (10000), BENCH_OUT (bench/results), BENCH_ONLY (space-separated scenario
-# ids to run, e.g. "healthz login"; default all: nginx healthz spaces_home apispec spaces_list
+# [cache], on as shipped, would answer the read scenarios of step 3 from memory; the rows of
+# step 6 always have it on), BENCH_DURATION (10), BENCH_WARMUP (3), BENCH_KEEPALIVE (10000),
+# BENCH_OUT (bench/results), BENCH_ONLY (space-separated scenario ids to run, e.g.
+# "healthz login"; default all: nginx healthz profile spaces_home apispec spaces_list
 # space_by_id bookings_list quote booking_create invoices_list payment_create login reload
-# memory), BENCH_PERF=1 (CPU profiles of
-# each measured run in $OUT/perf/, with perf; slows the runs a little).
+# memory spaces_home_cache spaces_list_cache space_by_id_cache; a database scenario's id also
+# runs its pgbench ceiling), BENCH_PERF=1 (CPU profiles of each measured run in $OUT/perf/,
+# with perf; slows the runs a little).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -56,6 +63,8 @@ PAY_SHARE=40000   # pay pool bookings each wrk run of payment_create may use
 RELOAD_MS=200
 MIN_CAPACITY=10   # the list scenario's filter
 LIST_PAGES=5      # ... and its pages (1..5, at random)
+PGLOG_SAMPLES=50000 # pgbench logs about this many transactions' latencies per run, at most
+HOME_SPACES=54    # the home call's filter keeps about this many spaces (the web app's catalogue)
 
 started=$(date +%s)
 log() { printf '== [%3ds] %s\n' $(( $(date +%s) - started )) "$*"; }
@@ -164,6 +173,9 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=false
 git diff-index --quiet HEAD -- 2>/dev/null || dirty=true
 access_log=$(sed -n 's/^[[:space:]]*access_log[[:space:]]*=[[:space:]]*\([a-z]*\).*/\1/p' spacer.conf | head -1)
+# [compat] max_list: the most rows of an unpaged compatibility list (the home call's LIMIT)
+MAX_LIST=$(sed -n 's/^[[:space:]]*max_list[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' spacer.conf | head -1)
+MAX_LIST=${MAX_LIST:-1000}
 [ -n "${SPACER_HTTP_ACCESS_LOG:-}" ] && access_log=$SPACER_HTTP_ACCESS_LOG
 cores=$(nproc)
 printf '{"kind":"meta","date":"%s","commit":"%s","dirty":%s,"cpu":"%s","cores":%d,"kernel":"%s","workers":%d,"access_log":"%s","pg_version":"%s","pg_fast":true,"duration":%d,"warmup":%d,"threads":%d,"users":%d,"spaces":%d,"bookings":%d,"wrk":"%s","nginx":"%s","loadavg_start":"%s"}\n' \
@@ -269,6 +281,7 @@ run_wrk() {
         "http://127.0.0.1:$port$path" >"$work/wrk-warm.out" 2>&1
     [ "$id" = login ] && sleep "$login_drain"
     slot_pass=$((slot_pass + 1))
+    [ "$cache_probe" = 1 ] && cache0=$(cache_counts)
     perf_start "$id-$c"
     cpu_begin "$server_pid"
     BENCH_SLOT_BASE=$((slot_pass * 1000000)) timeout $((DURATION + 30)) \
@@ -276,8 +289,14 @@ run_wrk() {
         "http://127.0.0.1:$port$path" >"$work/wrk-$id-$c.out" 2>&1
     cpu_end "$server_pid"
     perf_end "$id-$c"
+    extra=""
+    if [ "$cache_probe" = 1 ]; then
+        # shellcheck disable=SC2086 # two numbers each
+        set -- $cache0 $(cache_counts)
+        extra="\"cache\":{\"hits\":$(( $3 - $1 )),\"misses\":$(( $4 - $2 ))},"
+    fi
     [ "$id" = login ] && sleep "$login_drain"
-    line=$(sed -n 's/^BENCH {/{"kind":"wrk","id":"'"$id"'","conns":'"$c"','"$cpu"',/p' "$work/wrk-$id-$c.out")
+    line=$(sed -n 's/^BENCH {/{"kind":"wrk","id":"'"$id"'","conns":'"$c"','"$cpu"','"$extra"'/p' "$work/wrk-$id-$c.out")
     if [ -z "$line" ]; then
         cat "$work/wrk-$id-$c.out"
         skip "$id at $c connections: wrk failed"
@@ -286,9 +305,10 @@ run_wrk() {
     printf '%s\n' "$line" >>"$results"
     printf '%s\n' "$line" | "$PY" -c 'import json,sys
 r=json.loads(sys.stdin.read()); l=r["latency_us"]; e=sum(r["errors"].values()); c=r["cpu"]; n=max(1,r["requests"])
-print("   %-15s %3d conns: %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %d  cpu/req: server %.0f us, pg %.0f us, wrk %.0f us; other load %.0f%%" % (
+print("   %-15s %3d conns: %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %d  cpu/req: server %.0f us, pg %.0f us, wrk %.0f us; other load %.0f%%%s" % (
     r["id"], r["conns"], r["rps"], l["p50"]/1000, l["p99"]/1000, e, c["server_s"]/n*1e6, c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
-    100*max(0, c["machine_busy_s"]-c["server_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"])))'
+    100*max(0, c["machine_busy_s"]-c["server_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"]),
+    ("; cache hits %d, misses %d" % (r["cache"]["hits"], r["cache"]["misses"])) if "cache" in r else ""))'
     if [ "$port" = "$http_port" ]; then
         # 499: requests in flight when wrk stopped, cancelled as their clients left
         if grep '"status": *[45][0-9][0-9]' "$work/spacer.log" 2>/dev/null | grep -vq '"status": *499'; then
@@ -301,6 +321,14 @@ print("   %-15s %3d conns: %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %d  
 }
 
 login_drain=5
+cache_probe=0 # 1: run_wrk records the answer cache's hits and misses of each measured run
+# The answer cache's counters, every worker's: "hits misses".
+cache_counts() {
+    curl -fs -m 5 "http://127.0.0.1:$http_port/metrics" | awk '
+        $1 == "spacer_cache_hits_total" { h = $2 }
+        $1 == "spacer_cache_misses_total" { m = $2 }
+        END { print h + 0, m + 0 }'
+}
 
 # ---- the HTTP ceiling: nginx --------------------------------------------------------------
 if want nginx || want healthz; then
@@ -367,22 +395,25 @@ record_memory() { # phase label [connections]
     echo "   memory, $2: $(for w in $(worker_pids); do awk '/^VmRSS:/ {printf "%.1f MB ", $2/1024}' "/proc/$w/status"; done)"
 }
 
-log "Spacer: $SPACER serve on 127.0.0.1:$http_port, $WORKERS workers, access_log ${access_log:-?} (to a file), cache $SPACER_CACHE_ENABLED"
-: >"$work/spacer.log"
-"$SPACER" serve >>"$work/spacer.log" 2>&1 &
-spacer_pid=$!
-i=0
-until curl -fs -o /dev/null "http://127.0.0.1:$http_port/healthz"; do
-    i=$((i + 1))
-    if [ $i -ge 150 ] || ! kill -0 "$spacer_pid" 2>/dev/null; then
-        tail -30 "$work/spacer.log"
-        die "spacer did not start"
-    fi
-    sleep 0.1
-done
-# Wait until both workers answer (each has its own listener).
-sleep 1
-port=$http_port server_pid=$spacer_pid
+start_spacer() { # answer cache: on|off
+    log "Spacer: $SPACER serve on 127.0.0.1:$http_port, $WORKERS workers, access_log ${access_log:-?} (to a file), answer cache $1"
+    : >"$work/spacer.log"
+    SPACER_CACHE_ENABLED=$1 "$SPACER" serve >>"$work/spacer.log" 2>&1 &
+    spacer_pid=$!
+    i=0
+    until curl -fs -o /dev/null "http://127.0.0.1:$http_port/healthz"; do
+        i=$((i + 1))
+        if [ $i -ge 150 ] || ! kill -0 "$spacer_pid" 2>/dev/null; then
+            tail -30 "$work/spacer.log"
+            die "spacer did not start"
+        fi
+        sleep 0.1
+    done
+    # Wait until both workers answer (each has its own listener).
+    sleep 1
+    port=$http_port server_pid=$spacer_pid
+}
+start_spacer "$SPACER_CACHE_ENABLED"
 record_memory idle_start "idle, just started"
 
 login_token() { # user number -> token
@@ -414,7 +445,7 @@ scenario() {
         return 0
     fi
     case "$id" in
-    bookings_list | booking_create | invoices_list | payment_create)
+    profile | bookings_list | booking_create | invoices_list | payment_create)
         if [ -z "$BENCH_TOKEN" ] || [ -z "$BENCH_CLIENT_TOKEN" ] || [ -z "$BENCH_PAY_TOKEN" ]; then
             skip "$id: no client token (login failed)"
             return 0
@@ -431,15 +462,19 @@ scenario() {
 }
 
 scenario healthz GET /healthz static.lua /healthz 1 $CONNS $CONNS_HIGH
+# A client's own profile: lib/auth's per-worker copy of the user row answers it (target: 70%
+# of /healthz at the same connections).
+scenario profile GET /api/users/profile profile.lua /api/users/profile $CONNS $CONNS_HIGH
 # The web app's home call: the compatibility path, unpaged, filtered to about 54 spaces (the
 # app's real catalogue) out of the bench's thousand. Then the API's own document (~45 KB).
-if want spaces_home && has_route GET /api/spaces; then
+home_cap=$MIN_CAPACITY
+if want spaces_home || want spaces_home_cache; then
     home_cap=$($PSQL -Atc "SELECT c FROM generate_series(5, 200) AS c
-        ORDER BY abs((SELECT count(*) FROM spaces WHERE capacity >= c AND is_available) - 54), c LIMIT 1")
+        ORDER BY abs((SELECT count(*) FROM spaces WHERE capacity >= c AND is_available) - $HOME_SPACES), c LIMIT 1")
     home_n=$($PSQL -Atc "SELECT count(*) FROM spaces WHERE capacity >= $home_cap AND is_available")
     printf '{"kind":"meta","home_spaces":%d,"home_path":"/api/spaces?min_capacity=%d"}\n' "$home_n" "$home_cap" >>"$results"
-    scenario spaces_home GET /api/spaces static.lua "/api/spaces?min_capacity=$home_cap" 1 $CONNS
 fi
+scenario spaces_home GET /api/spaces static.lua "/api/spaces?min_capacity=$home_cap" 1 $CONNS
 if want apispec; then
     kb=$(curl -fs "http://127.0.0.1:$http_port/apispec.json" | wc -c)
     printf '{"kind":"meta","apispec_kb":%d}\n' $(( kb / 1024 )) >>"$results"
@@ -551,6 +586,22 @@ log "stopping Spacer"
 stop_pid "$spacer_pid" TERM 15
 spacer_pid=""
 
+# ---- the public reads as users get them: the answer cache on, as shipped -----------------
+# The rows above measure the database path (the cache off) against the pgbench ceilings; these
+# measure what spacer.conf ships: [cache] enabled = on (answers kept [cache] ttl seconds). The
+# warm-up fills the cache; each run records its hits and misses.
+if want spaces_home_cache || want spaces_list_cache || want space_by_id_cache; then
+    start_spacer on
+    cache_probe=1
+    scenario spaces_home_cache GET /api/spaces static.lua "/api/spaces?min_capacity=$home_cap" 1 $CONNS
+    scenario spaces_list_cache GET /api/spaces/spaces spaces_list.lua / $CONNS
+    scenario space_by_id_cache GET '/api/spaces/spaces/\{id\}' space_by_id.lua / $CONNS
+    cache_probe=0
+    log "stopping Spacer (answer cache on)"
+    stop_pid "$spacer_pid" TERM 15
+    spacer_pid=""
+fi
+
 # ---- the database ceilings: pgbench -------------------------------------------------------
 run_pgbench() { # id
     f=bench/pgbench/$1.sql
@@ -560,13 +611,26 @@ run_pgbench() { # id
         -D client_list=$CLIENT_LIST -D client_book=$CLIENT_BOOK -D slot_epoch="$BENCH_SLOT_EPOCH" \
         -D client_pay=$CLIENT_PAY -D pay_min="$pay_min" -D pay_max="$pay_max" \
         -D nul=NULL -D min_capacity=$MIN_CAPACITY -D list_pages=$LIST_PAGES \
+        -D home_cap="$home_cap" -D max_list="$MAX_LIST" \
         -f "$f" spacer
     id=$1
     shift
-    timeout $((WARMUP + 30)) "$PGBIN/pgbench" -T "$WARMUP" "$@" >/dev/null 2>&1
+    timeout $((WARMUP + 30)) "$PGBIN/pgbench" -T "$WARMUP" "$@" >"$work/pgbench-warm.out" 2>&1
+    # The measured run logs transactions' latencies (-l: a line per transaction, each thread
+    # its own file; bench/report.py makes the percentiles). A line costs pgbench ~2.5 µs, a
+    # share of the ceiling at tens of thousands of transactions/s: past PGLOG_SAMPLES
+    # transactions (from the warm-up's rate) a random sample of them is logged.
+    warm_tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/pgbench-warm.out" | head -1)
+    rate=$(awk -v tps="${warm_tps:-0}" -v d="$DURATION" -v n=$PGLOG_SAMPLES 'BEGIN {
+        r = (tps * d > n) ? n / (tps * d) : 1; printf "%.4f", r }')
+    rm -f "$work/pglog-$id".*
     cpu_begin ""
-    timeout $((DURATION + 30)) "$PGBIN/pgbench" -T "$DURATION" "$@" >"$work/pgbench-$id.out" 2>&1
+    timeout $((DURATION + 30)) "$PGBIN/pgbench" -T "$DURATION" -l --log-prefix="$work/pglog-$id" \
+        --sampling-rate="$rate" "$@" >"$work/pgbench-$id.out" 2>&1
     cpu_end ""
+    dist=$("$PY" bench/report.py --pgbench-log "$rate" "$work/pglog-$id".* 2>"$work/pglog.err") ||
+        { cat "$work/pglog.err"; dist=null; }
+    rm -f "$work/pglog-$id".*
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/pgbench-$id.out" | head -1)
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$work/pgbench-$id.out" | head -1)
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/pgbench-$id.out" | head -1)
@@ -575,17 +639,20 @@ run_pgbench() { # id
         skip "pgbench $id failed"
         return 1
     fi
-    printf '{"kind":"pgbench","id":"%s","mirrors":"%s","clients":%d,"tps":%s,"latency_ms":%s,"failed":%s,%s}\n' \
-        "$id" "$(json_str "$mirrors")" $CONNS "$tps" "$lat" "${failed:-0}" "$cpu" >>"$results"
+    printf '{"kind":"pgbench","id":"%s","mirrors":"%s","clients":%d,"tps":%s,"latency_ms":%s,"failed":%s,"latency_log":%s,%s}\n' \
+        "$id" "$(json_str "$mirrors")" $CONNS "$tps" "$lat" "${failed:-0}" "$dist" "$cpu" >>"$results"
     tail -1 "$results" | "$PY" -c 'import json,sys
-r=json.loads(sys.stdin.read()); c=r["cpu"]; n=max(1,r["tps"]*c["wall_s"])
-print("   pgbench %-15s %10.1f tps  mean %6.2f ms  failed %s  cpu/tx: pg %.0f us, pgbench %.0f us; other load %.0f%%" % (
-    r["id"], r["tps"], r["latency_ms"], r["failed"], c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
+r=json.loads(sys.stdin.read()); c=r["cpu"]; n=max(1,r["tps"]*c["wall_s"]); d=r["latency_log"] or {}
+print("   pgbench %-15s %10.1f tps  mean %6.2f ms  p50 %s  p99 %s  failed %s  cpu/tx: pg %.0f us, pgbench %.0f us; other load %.0f%%" % (
+    r["id"], r["tps"], r["latency_ms"],
+    "%.2f ms" % (d["p50_us"]/1000) if d else "?", "%.2f ms" % (d["p99_us"]/1000) if d else "?",
+    r["failed"], c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
     100*max(0, c["machine_busy_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"])))'
 }
 log "ceilings: pgbench -M prepared -n -c $CONNS -j $THREADS -T $DURATION"
+printf '{"kind":"meta","pglog_samples":%d}\n' $PGLOG_SAMPLES >>"$results"
 # Reads first: booking_create adds rows.
-for id in spaces_list space_by_id bookings_list quote invoices_list booking_create payment_create; do
+for id in spaces_list spaces_home space_by_id bookings_list quote invoices_list booking_create payment_create; do
     want "$id" || continue
     if [ -f "bench/pgbench/$id.sql" ]; then
         run_pgbench "$id"
