@@ -4,7 +4,7 @@
 if (!exists("datafile")) datafile = 'bench/results/latest.dat'
 if (!exists("outfile")) outfile = 'bench/results/latest.png'
 
-set terminal pngcairo size 1400,900 font "DejaVu Sans,10"
+set terminal pngcairo size 1800,900 font "DejaVu Sans,10"
 set output outfile
 set multiplot layout 2,1 title "Spacer benchmark (make bench)" font ",13"
 

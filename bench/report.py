@@ -368,7 +368,7 @@ def main():
         "database's at this concurrency, and no HTTP layer can answer below it. So a read that runs SQL has the "
         "target p99 ≤ 2× max(nginx's p99, pgbench's p99 of its SQL), both of the same run; reads that run no SQL "
         "(`/healthz`, the profile, the *answer cache on* rows) keep p99 ≤ 2× nginx's p99. The plain comparison "
-        "with nginx stays in *p99 ÷ nginx p99* (same connections) for every row: at 32 connections, above 2.0× "
+        "with nginx stays in *p99 ÷ nginx p99* (same connections) for every read: at 32 connections, above 2.0× "
         "misses the raw form of that target.")
     if any(r.get("cache_hit_ratio") is not None for r in rows):
         md.append("")
