@@ -43,6 +43,7 @@ struct sp_conf {
     /* [database] */
     char *db_url;
     int pool_size;
+    int pipeline_depth;
     int queue_size;
     int connect_timeout_ms;
     int statement_timeout_ms;

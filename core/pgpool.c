@@ -2,12 +2,21 @@
  * Knows libpq and libevent, never Lua or a table name.
  *
  * Each slot (struct sp_pgconn) is a small state machine driven by events on PQsocket():
- *   DOWN --timer--> CONNECTING --PQconnectPoll OK--> READY <--statement--> BUSY
+ *   DOWN --timer--> CONNECTING --PQconnectPoll OK--> READY <--statements--> BUSY
  * and back to DOWN when it fails or is lost (then a timer reconnects it with backoff).
  * Requests wait in one FIFO (queries and acquires together) and pool_dispatch() hands them to
  * READY connections. The public functions only queue work and activate pool->kick, so every
  * callback runs from the loop; the loop's callbacks (kick, timers, sockets) end in
- * pool_dispatch(), which is the one place work moves on. */
+ * pool_dispatch(), which is the one place work moves on.
+ *
+ * Every connection runs in libpq's pipeline mode: a request goes out as its messages and its
+ * own Sync (Prepare, Execute, Sync the first time a connection sees its SQL; Execute, Sync
+ * after), so a failing statement aborts nothing but itself. With pipeline_depth > 1, when no
+ * connection is idle, a plain query is sent behind those already in flight on the least loaded
+ * unpinned connection (up to that depth): one backend wake-up and one read then serve several.
+ * Results come back in order; c->inflight is that order. Acquires (transactions) and a
+ * statement that opens a transaction (BEGIN, START) only ever get a connection with nothing in
+ * flight, and nothing is sent behind them. */
 #include "pgpool.h"
 
 #include <event2/event.h>
@@ -15,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #define PG_BACKOFF_MIN_MS 100  /* first wait after a failed connect, and after a loss */
@@ -33,7 +43,7 @@ enum pgreq_kind {
 
 enum pgreq_step {
     PGREQ_EXECUTE, /* the statement itself is on the wire */
-    PGREQ_PREPARE, /* its Parse is; the execute follows */
+    PGREQ_PREPARE, /* its Parse is too, ahead of it: the first result is the Parse's */
 };
 
 /* A query or an acquire, waiting or running. One malloc holds it, its values and its sql; it is
@@ -42,6 +52,8 @@ struct pgreq {
     struct pgreq *next;
     enum pgreq_kind kind;
     enum pgreq_step step;
+    int nres;  /* results received so far (on a connection) */
+    int solo;  /* opens a transaction: an idle connection, nothing sent behind it */
     uint64_t queued_us;
     sp_pg_query_cb query_cb;
     sp_pg_conn_cb conn_cb;
@@ -64,13 +76,14 @@ struct pgstmt {
     uint64_t hash;
     char *sql;
     char name[16];
+    int pending; /* its Parse is in flight: others with the same SQL run unnamed meanwhile */
 };
 
 enum conn_state {
     CONN_DOWN,       /* no PGconn; timer: the reconnect (not armed while pinned) */
     CONN_CONNECTING, /* PQconnectPoll() in progress; timer: connect_timeout_ms */
     CONN_READY,      /* connected, no statement; io: EV_READ to notice a loss */
-    CONN_BUSY,       /* cur is on the wire; timer: the query guard */
+    CONN_BUSY,       /* inflight is on the wire; timer: the query guard of its head */
 };
 
 struct sp_pgconn {
@@ -84,13 +97,12 @@ struct sp_pgconn {
     int flushing;   /* PQflush() has more to send */
     int pinned;     /* lent by sp_pool_acquire() (lost while pinned: stays DOWN until returned) */
     int returning;  /* sp_pool_release() was called: give back once pinned_q is empty */
-    struct pgreq *cur;   /* the statement on the wire */
-    PGresult *res;       /* cur's result so far, ours */
+    struct pgq inflight; /* the statements sent, in the order their results come */
+    PGresult *res;       /* the head's result so far, ours */
     struct pgq pinned_q; /* sp_pool_query_on() work waiting its turn */
     struct pgreq reset;  /* the ROLLBACK before this connection goes back to the pool */
     struct pgstmt *stmts;
     int nstmts, capstmts, stmt_seq;
-    char prep_name[16]; /* the statement cur is preparing */
 };
 
 struct sp_pool {
@@ -114,6 +126,7 @@ static void pool_dispatch(struct sp_pool *pool);
 static void pool_watch_down(struct sp_pool *pool);
 static void pool_enqueue(struct sp_pool *pool, struct pgreq *req);
 static struct sp_pgconn *pool_free_conn(struct sp_pool *pool);
+static struct sp_pgconn *pool_pipe_conn(struct sp_pool *pool);
 static int pool_count_free(const struct sp_pool *pool);
 static int pool_params(struct sp_pool *pool, const char *conninfo, sp_err *err);
 static void pool_kick(struct sp_pool *pool);
@@ -131,7 +144,8 @@ static int conn_flush(struct sp_pgconn *c);
 static void conn_busy_io(struct sp_pgconn *c, short what);
 static void conn_read(struct sp_pgconn *c);
 static void conn_keep(struct sp_pgconn *c, PGresult *res);
-static void conn_done(struct sp_pgconn *c);
+static int conn_done(struct sp_pgconn *c);
+static void conn_guard(struct sp_pgconn *c);
 static int conn_check(struct sp_pgconn *c);
 static void conn_lost(struct sp_pgconn *c, const char *msg);
 static void conn_lost_pg(struct sp_pgconn *c);
@@ -142,7 +156,7 @@ static void conn_arm(struct sp_pgconn *c, long ms);
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static struct pgstmt *stmt_find(const struct sp_pgconn *c, const struct pgreq *req);
-static void stmt_add(struct sp_pgconn *c, const struct pgreq *req);
+static void stmt_add(struct sp_pgconn *c, const struct pgreq *req, const char *name);
 static void stmt_forget(struct sp_pgconn *c, const struct pgreq *req);
 static void stmts_clear(struct sp_pgconn *c);
 static struct pgreq *
@@ -157,6 +171,8 @@ static int res_fatal(const PGresult *res);
 static void pg_line(char *buf, size_t cap, const char *prefix, const char *msg);
 static void pg_notice_ignore(void *arg, const char *message);
 static uint64_t sql_hash(const char *s);
+static int sql_opens_transaction(const char *sql);
+static int word_is(const char *p, const char *w);
 static struct timeval ms_tv(uint64_t ms);
 
 /* ---- the public face ---------------------------------------------------------------------- */
@@ -182,6 +198,8 @@ struct sp_pool *sp_pool_new(struct event_base *base, const struct sp_pool_conf *
     pool->base = base;
     pool->conf = *conf;
     pool->conf.conninfo = NULL; /* the caller's; kw and vals are our copy */
+    if (pool->conf.pipeline_depth < 1)
+        pool->conf.pipeline_depth = 1; /* 0: not given, off */
     if (pool_params(pool, conf->conninfo, err) != 0)
         goto done;
     pool->conns = calloc((size_t)conf->size, sizeof(*pool->conns));
@@ -228,9 +246,9 @@ void sp_pool_free(struct sp_pool *pool)
     for (i = 0; pool->conns != NULL && i < pool->conf.size; i++) {
         struct sp_pgconn *c = &pool->conns[i];
 
-        if (c->cur != NULL && c->cur->kind != PGREQ_RESET)
-            q_push(&fail, c->cur);
-        c->cur = NULL;
+        while ((req = q_pop(&c->inflight)) != NULL)
+            if (req->kind != PGREQ_RESET)
+                q_push(&fail, req);
         conn_close(c);
         q_append(&fail, &c->pinned_q);
     }
@@ -410,8 +428,11 @@ static void pool_dispatch(struct sp_pool *pool)
         req_fail(req, req->verdict, req->verdict_msg);
     for (i = 0; i < pool->conf.size; i++)
         conn_settle(&pool->conns[i]);
-    while (pool->waiting.head != NULL && (c = pool_free_conn(pool)) != NULL) {
-        req = q_pop(&pool->waiting);
+    while ((req = pool->waiting.head) != NULL) {
+        if ((c = pool_free_conn(pool)) == NULL && (req->kind != PGREQ_QUERY || req->solo ||
+                                                   (c = pool_pipe_conn(pool)) == NULL))
+            break; /* FIFO: what comes after waits too */
+        q_pop(&pool->waiting);
         if (req->kind == PGREQ_QUERY) {
             conn_start(c, req);
             continue;
@@ -431,13 +452,33 @@ static struct sp_pgconn *pool_free_conn(struct sp_pool *pool)
     for (i = 0; i < pool->conf.size; i++) {
         struct sp_pgconn *c = &pool->conns[i];
 
-        if (c->state != CONN_READY || c->pinned || c->cur != NULL ||
+        if (c->state != CONN_READY || c->pinned || c->inflight.head != NULL ||
             PQtransactionStatus(c->pg) != PQTRANS_IDLE)
             continue;
         if (conn_check(c) == 0) /* a terminated backend is noticed here, not by the query */
             return c;
     }
     return NULL;
+}
+
+/* With pipeline_depth > 1, when none is idle: the unpinned connection with the fewest
+ * statements in flight, below the depth, whose statements are all plain ones (no rollback, no
+ * BEGIN of its own); NULL when none. */
+static struct sp_pgconn *pool_pipe_conn(struct sp_pool *pool)
+{
+    struct sp_pgconn *best = NULL;
+    int i;
+
+    for (i = 0; i < pool->conf.size; i++) {
+        struct sp_pgconn *c = &pool->conns[i];
+
+        if (c->state != CONN_BUSY || c->pinned || c->inflight.len >= pool->conf.pipeline_depth ||
+            c->inflight.head->kind != PGREQ_QUERY || c->inflight.tail->solo)
+            continue;
+        if (best == NULL || c->inflight.len < best->inflight.len)
+            best = c;
+    }
+    return best;
 }
 
 static int pool_count_free(const struct sp_pool *pool)
@@ -447,7 +488,10 @@ static int pool_count_free(const struct sp_pool *pool)
     for (i = 0; i < pool->conf.size; i++) {
         const struct sp_pgconn *c = &pool->conns[i];
 
-        n += c->state == CONN_READY && !c->pinned && c->cur == NULL;
+        if (c->state == CONN_READY && !c->pinned && c->inflight.head == NULL)
+            n += pool->conf.pipeline_depth;
+        else if (c->state == CONN_BUSY && !c->pinned && c->inflight.len < pool->conf.pipeline_depth)
+            n += pool->conf.pipeline_depth - c->inflight.len;
     }
     return n;
 }
@@ -675,7 +719,8 @@ static void conn_connect_failed(struct sp_pgconn *c, const char *why)
 static void conn_ready(struct sp_pgconn *c)
 {
     evtimer_del(c->timer);
-    if (PQsetnonblocking(c->pg, 1) != 0 || conn_watch(c, EV_READ) != 0) {
+    if (PQsetnonblocking(c->pg, 1) != 0 || !PQenterPipelineMode(c->pg) ||
+        conn_watch(c, EV_READ) != 0) {
         conn_connect_failed(c, PQerrorMessage(c->pg));
         return;
     }
@@ -738,38 +783,56 @@ static void conn_settle(struct sp_pgconn *c)
     }
 }
 
-/* Sends req on c: the prepared statement for its sql, preparing it first if new. */
+/* Sends req on c behind what is in flight: the prepared statement for its sql (its Parse
+ * first if new to c), then a Sync of its own. */
 static void conn_start(struct sp_pgconn *c, struct pgreq *req)
 {
-    const struct sp_pool_conf *conf = &c->pool->conf;
     struct pgstmt *st;
+    char name[16];
     int ok;
 
-    c->cur = req;
+    req->nres = 0;
+    q_push(&c->inflight, req);
     c->state = CONN_BUSY;
-    if (conf->query_timeout_ms > 0)
-        conn_arm(c, (long)conf->query_timeout_ms + PG_GUARD_SLACK_MS);
-    else if (req->kind == PGREQ_RESET)
-        conn_arm(c, conf->connect_timeout_ms);
+    if (c->inflight.len == 1)
+        conn_guard(c);
     if (req->kind == PGREQ_RESET) {
         req->step = PGREQ_EXECUTE;
         ok = PQsendQueryParams(c->pg, req->sql, 0, NULL, NULL, NULL, NULL, 0);
-    } else if ((st = stmt_find(c, req)) != NULL) {
+    } else if ((st = stmt_find(c, req)) != NULL && !st->pending) {
         req->step = PGREQ_EXECUTE;
         ok = PQsendQueryPrepared(c->pg, st->name, req->nparams, req->values, NULL, NULL, 0);
-    } else if (c->nstmts < PG_STMT_MAX) {
+    } else if (st == NULL && c->nstmts < PG_STMT_MAX) {
         req->step = PGREQ_PREPARE;
-        snprintf(c->prep_name, sizeof(c->prep_name), "sp%d", ++c->stmt_seq);
-        ok = PQsendPrepare(c->pg, c->prep_name, req->sql, 0, NULL); /* types: the server's */
-    } else {
+        snprintf(name, sizeof(name), "sp%d", ++c->stmt_seq);
+        stmt_add(c, req, name); /* out of memory: not cached, still run once */
+        ok = PQsendPrepare(c->pg, name, req->sql, 0, NULL) && /* types: the server's */
+             PQsendQueryPrepared(c->pg, name, req->nparams, req->values, NULL, NULL, 0);
+    } else { /* its Parse is still in flight, or c holds all it may: unnamed */
         req->step = PGREQ_EXECUTE;
         ok = PQsendQueryParams(c->pg, req->sql, req->nparams, NULL, req->values, NULL, NULL, 0);
     }
-    if (!ok) {
+    if (!ok || !PQpipelineSync(c->pg)) {
         conn_lost_pg(c);
         return;
     }
     conn_flush(c);
+}
+
+/* Arms c's guard for the statement at the head of inflight (the one the server runs now): the
+ * query timeout plus slack; for the pool's own ROLLBACK without one, the connect timeout. */
+static void conn_guard(struct sp_pgconn *c)
+{
+    const struct sp_pool_conf *conf = &c->pool->conf;
+
+    if (c->inflight.head == NULL)
+        evtimer_del(c->timer);
+    else if (conf->query_timeout_ms > 0)
+        conn_arm(c, (long)conf->query_timeout_ms + PG_GUARD_SLACK_MS);
+    else if (c->inflight.head->kind == PGREQ_RESET)
+        conn_arm(c, conf->connect_timeout_ms);
+    else
+        evtimer_del(c->timer);
 }
 
 /* Sends what libpq holds; watches for writability until all is out. 0, or -1 when c was lost. */
@@ -800,16 +863,23 @@ static void conn_busy_io(struct sp_pgconn *c, short what)
     conn_read(c);
 }
 
-/* Takes the results that have arrived; once libpq says NULL, the statement is done. */
+/* Takes the results that have arrived, in order: each request's run up to its Sync. */
 static void conn_read(struct sp_pgconn *c)
 {
     PGresult *res;
+    int nulls = 0;
 
-    for (;;) {
+    while (c->inflight.head != NULL) {
         if (PQisBusy(c->pg))
-            return; /* more to come: EV_READ again */
-        if ((res = PQgetResult(c->pg)) == NULL)
-            break;
+            break; /* more to come: EV_READ again */
+        if ((res = PQgetResult(c->pg)) == NULL) {
+            if (++nulls > 1) { /* libpq has nothing left for what we think is in flight */
+                conn_lost(c, "database connection lost: pipeline out of step");
+                return;
+            }
+            continue; /* the end of one statement's results */
+        }
+        nulls = 0;
         switch (PQresultStatus(res)) {
         case PGRES_COPY_IN:
         case PGRES_COPY_OUT:
@@ -817,22 +887,40 @@ static void conn_read(struct sp_pgconn *c)
             PQclear(res);
             conn_lost(c, "copy is not supported"); /* the only way out of the copy */
             return;
+        case PGRES_PIPELINE_SYNC:
+            PQclear(res);
+            if (conn_done(c) != 0)
+                return;
+            break;
         default:
             conn_keep(c, res); /* c owns res now */
             break;
         }
     }
-    if (PQstatus(c->pg) != CONNECTION_OK) {
+    if (PQstatus(c->pg) != CONNECTION_OK)
         conn_lost_pg(c);
-        return;
-    }
-    conn_done(c);
 }
 
-/* Keeps the first error, else the last result. */
+/* Keeps the head's first error, else its last result; the result of its Parse settles the
+ * statement cache and is not kept. */
 static void conn_keep(struct sp_pgconn *c, PGresult *res)
 {
-    if (c->res != NULL && PQresultStatus(c->res) == PGRES_FATAL_ERROR) {
+    struct pgreq *req = c->inflight.head;
+    ExecStatusType st = PQresultStatus(res);
+
+    if (req->step == PGREQ_PREPARE && req->nres++ == 0) {
+        struct pgstmt *stmt = stmt_find(c, req);
+
+        if (st == PGRES_COMMAND_OK) {
+            if (stmt != NULL)
+                stmt->pending = 0;
+            PQclear(res);
+            return;
+        }
+        stmt_forget(c, req); /* it was not made: the next one prepares afresh */
+    }
+    if (c->res != NULL && (PQresultStatus(c->res) == PGRES_FATAL_ERROR ||
+                           st == PGRES_PIPELINE_ABORTED)) {
         PQclear(res);
         return;
     }
@@ -840,40 +928,33 @@ static void conn_keep(struct sp_pgconn *c, PGresult *res)
     c->res = res;
 }
 
-/* All of cur's results are in and the connection is ready for the next statement. */
-static void conn_done(struct sp_pgconn *c)
+/* The head's Sync came: answers it. 0, or -1 when c was lost (and every request on it failed). */
+static int conn_done(struct sp_pgconn *c)
 {
-    struct pgreq *req = c->cur;
+    struct pgreq *req = c->inflight.head;
     PGresult *res = c->res;
     ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    int failed = st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE;
+    int failed = st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ||
+                 st == PGRES_BAD_RESPONSE || st == PGRES_PIPELINE_ABORTED;
     struct sp_pg_result r = {.status = SP_PG_OK};
     char line[256];
 
     if (res == NULL || (failed && res_fatal(res))) {
         conn_lost_pg(c); /* the backend is going away, or libpq gave up on it */
-        return;
-    }
-    if (req->step == PGREQ_PREPARE && st == PGRES_COMMAND_OK) {
-        c->res = NULL;
-        PQclear(res);
-        stmt_add(c, req); /* out of memory: not cached, still run once */
-        req->step = PGREQ_EXECUTE;
-        if (!PQsendQueryPrepared(c->pg, c->prep_name, req->nparams, req->values, NULL, NULL, 0))
-            conn_lost_pg(c);
-        else
-            conn_flush(c);
-        return;
+        return -1;
     }
     c->res = NULL;
-    c->cur = NULL;
-    c->state = CONN_READY;
-    evtimer_del(c->timer);
+    q_pop(&c->inflight);
+    if (c->inflight.head == NULL)
+        c->state = CONN_READY;
+    conn_guard(c);
     if (req->kind == PGREQ_RESET) {
         PQclear(res);
-        if (st != PGRES_COMMAND_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        if (st != PGRES_COMMAND_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
             conn_lost(c, "rollback failed");
-        return;
+            return -1;
+        }
+        return 0;
     }
     if (failed) {
         r.status = SP_PG_ERROR;
@@ -893,8 +974,9 @@ static void conn_done(struct sp_pgconn *c)
     } else {
         r.res = res;
     }
-    req_answer(req, &r); /* may queue more on c: conn_settle() picks it up */
+    req_answer(req, &r); /* may queue more: pool_dispatch() picks it up */
     PQclear(res);
+    return 0;
 }
 
 /* 0 when c (READY) is still connected; else it is closed, -1. */
@@ -911,21 +993,23 @@ static int conn_check(struct sp_pgconn *c)
     return 0;
 }
 
-/* c failed: closes it, answers its statement (if any) with msg, reconnects after a pause. A
- * pinned connection stays down until given back: its transaction is gone, and reconnecting
- * underneath would run the rest outside it. */
+/* c failed: closes it, answers every statement in flight on it with msg, reconnects after a
+ * pause. A pinned connection stays down until given back: its transaction is gone, and
+ * reconnecting underneath would run the rest outside it. */
 static void conn_lost(struct sp_pgconn *c, const char *msg)
 {
-    struct pgreq *req = c->cur;
+    struct pgq lost = c->inflight;
+    struct pgreq *req;
     char line[256];
 
     snprintf(line, sizeof(line), "%s", msg); /* msg may live in c->pg or c->res */
-    c->cur = NULL;
+    c->inflight = (struct pgq){0};
     conn_close(c);
     if (!c->pinned)
         conn_arm(c, PG_BACKOFF_MIN_MS);
-    if (req != NULL)
-        req_fail(req, SP_PG_UNAVAILABLE, line);
+    while ((req = q_pop(&lost)) != NULL)
+        if (req->kind != PGREQ_RESET)
+            req_fail(req, SP_PG_UNAVAILABLE, line);
 }
 
 /* conn_lost() with what the server or libpq said. */
@@ -942,7 +1026,7 @@ static void conn_lost_pg(struct sp_pgconn *c)
     conn_lost(c, line);
 }
 
-/* Drops c's connection and what hangs off it; cur and the queues are the caller's business. */
+/* Drops c's connection and what hangs off it; inflight and the queues are the caller's. */
 static void conn_close(struct sp_pgconn *c)
 {
     conn_unwatch(c); /* before PQfinish() closes the socket under it */
@@ -1050,8 +1134,8 @@ static struct pgstmt *stmt_find(const struct sp_pgconn *c, const struct pgreq *r
     return NULL;
 }
 
-/* Remembers that req's sql is prepared as c->prep_name. */
-static void stmt_add(struct sp_pgconn *c, const struct pgreq *req)
+/* Remembers that req's sql is being prepared as name. */
+static void stmt_add(struct sp_pgconn *c, const struct pgreq *req, const char *name)
 {
     struct pgstmt *st;
 
@@ -1067,7 +1151,8 @@ static void stmt_add(struct sp_pgconn *c, const struct pgreq *req)
     if ((st->sql = strdup(req->sql)) == NULL)
         return;
     st->hash = req->hash;
-    memcpy(st->name, c->prep_name, sizeof(st->name));
+    snprintf(st->name, sizeof(st->name), "%s", name);
+    st->pending = 1;
     c->nstmts++;
 }
 
@@ -1118,6 +1203,7 @@ req_new(enum pgreq_kind kind, const char *sql, int nparams, const char *const *v
         memcpy(p, sql, sqllen);
         req->sql = p;
         req->hash = sql_hash(sql);
+        req->solo = sql_opens_transaction(sql);
         p += sqllen;
     }
     for (i = 0; i < nparams; i++) {
@@ -1217,6 +1303,43 @@ static void pg_notice_ignore(void *arg, const char *message)
 {
     (void)arg;
     (void)message;
+}
+
+/* 1 when sql starts (after blanks and comments) with BEGIN or START: it leaves its connection
+ * inside a transaction, which nothing else may join. */
+static int sql_opens_transaction(const char *sql)
+{
+    const char *p = sql;
+
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f')
+            p++;
+        if (p[0] == '-' && p[1] == '-') {
+            p += strcspn(p, "\n");
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+
+            if (end == NULL)
+                return 0;
+            p = end + 2;
+        } else {
+            break;
+        }
+    }
+    return word_is(p, "begin") || word_is(p, "start");
+}
+
+/* 1 when p starts with the keyword w (lower case), in any case, as a whole word. */
+static int word_is(const char *p, const char *w)
+{
+    size_t n = strlen(w);
+    char next;
+
+    if (strncasecmp(p, w, n) != 0)
+        return 0;
+    next = p[n];
+    return !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') ||
+             (next >= '0' && next <= '9') || next == '_' || (unsigned char)next >= 0x80);
 }
 
 static uint64_t sql_hash(const char *s)

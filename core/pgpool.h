@@ -19,6 +19,9 @@ struct sp_pool_conf {
     int query_timeout_ms;   /* per statement (0: none): the server's statement_timeout (an
                              * SP_PG_ERROR 57014), and 500 ms later a client guard that closes
                              * the connection (SP_PG_UNAVAILABLE "query timed out") */
+    int pipeline_depth;     /* statements one connection may have in flight (0 or 1: one): when
+                             * no connection is idle, a query goes behind others on the least
+                             * loaded one rather than wait */
 };
 
 /* Why an operation failed; what the HTTP edge makes of it is its business. */

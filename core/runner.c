@@ -42,7 +42,7 @@ int sp_runner_new(const struct sp_conf *conf, struct sp_runner **out, sp_err *er
 {
     struct sp_runner *r = calloc(1, sizeof(*r));
     struct sp_pool_conf pc = {conf->db_url, 2, 1024, conf->connect_timeout_ms,
-                              conf->statement_timeout_ms};
+                              conf->statement_timeout_ms, 1};
 
     if (r == NULL) {
         sp_err_set(err, "out of memory");

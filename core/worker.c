@@ -402,7 +402,8 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
         goto done;
     }
     pc = (struct sp_pool_conf){conf->db_url, conf->pool_size, conf->queue_size,
-                               conf->connect_timeout_ms, conf->statement_timeout_ms};
+                               conf->connect_timeout_ms, conf->statement_timeout_ms,
+                               conf->pipeline_depth};
     if ((w.host.pool = sp_pool_new(w.base, &pc, &err)) == NULL) {
         sp_log(SP_LOG_ERROR, "worker %d: %s", index, err.msg);
         goto done;

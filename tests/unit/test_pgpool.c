@@ -28,6 +28,7 @@ struct t {
     struct event_base *base;
     struct event *tick; /* wakes the loop so that loop_until() can look at the clock */
     const char *url;
+    int depth; /* pipeline_depth of the pools opened */
 };
 
 /* What one query callback saw, copied out of the result. */
@@ -120,7 +121,7 @@ static void loop_for(struct t *t, int ms)
 static struct sp_pool *
 pool_open(struct t *t, const char *conninfo, int size, int queue_max, int connect_ms, int query_ms)
 {
-    struct sp_pool_conf conf = {conninfo, size, queue_max, connect_ms, query_ms};
+    struct sp_pool_conf conf = {conninfo, size, queue_max, connect_ms, query_ms, t->depth};
     sp_err err = {{0}};
     struct sp_pool *pool = sp_pool_new(t->base, &conf, &err);
 
@@ -1011,7 +1012,7 @@ static void test_free_fails_pending(void **state)
 static void test_misuse(void **state)
 {
     struct t *t = *state;
-    struct sp_pool_conf conf = {t->url, 0, 10, 5000, 0};
+    struct sp_pool_conf conf = {t->url, 0, 10, 5000, 0, 1};
     sp_err err = {{0}};
     struct sp_pool *pool;
     struct sp_pgconn *conn;
@@ -1020,10 +1021,10 @@ static void test_misuse(void **state)
 
     assert_null(sp_pool_new(t->base, &conf, &err));
     assert_true(err.msg[0] != '\0');
-    conf = (struct sp_pool_conf){"host=/tmp bogus_option=1", 1, 10, 5000, 0};
+    conf = (struct sp_pool_conf){"host=/tmp bogus_option=1", 1, 10, 5000, 0, 1};
     assert_null(sp_pool_new(t->base, &conf, &err));
     assert_non_null(strstr(err.msg, "invalid database conninfo"));
-    conf = (struct sp_pool_conf){"postgresql://u@h:5432/d?nosuch=1", 1, 10, 5000, 0};
+    conf = (struct sp_pool_conf){"postgresql://u@h:5432/d?nosuch=1", 1, 10, 5000, 0, 1};
     assert_null(sp_pool_new(t->base, &conf, &err));
     assert_null(sp_pool_new(NULL, &conf, &err));
     sp_pool_free(NULL);
