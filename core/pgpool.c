@@ -350,6 +350,7 @@ void sp_pool_stats(const struct sp_pool *pool, struct sp_pool_stats *out)
     for (i = 0; i < pool->conf.size; i++) {
         const struct sp_pgconn *c = &pool->conns[i];
 
+        out->inflight += c->inflight.len;
         if (c->state == CONN_CONNECTING)
             out->connecting++;
         else if (c->state == CONN_BUSY || (c->state == CONN_READY && c->pinned))

@@ -98,6 +98,7 @@ struct sp_pool_stats {
     int total, idle, busy, connecting; /* connections by state (busy: running or pinned);
                                         * total - the others: down, waiting to reconnect */
     int queued;                        /* requests waiting for one */
+    int inflight;                      /* statements sent and not yet answered */
 };
 void sp_pool_stats(const struct sp_pool *pool, struct sp_pool_stats *out);
 

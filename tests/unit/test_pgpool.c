@@ -1047,6 +1047,215 @@ static void test_misuse(void **state)
     sp_pool_free(pool);
 }
 
+
+/* ---- pipelining (pipeline_depth > 1) ------------------------------------------------------ */
+
+/* 200 requests on one connection, eight at a time behind each other: every answer is its own,
+ * in order, from the one backend. */
+static void test_pipeline_many_on_one(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct many m = {0};
+    struct many_one one[200];
+    struct sp_pool_stats st;
+    char buf[16];
+
+    t->depth = 8;
+    pool = pool_open(t, t->url, 1, 1000, 5000, 0);
+    wait_idle(t, pool, 1);
+    for (int i = 0; i < 200; i++) {
+        const char *v[] = {buf};
+
+        one[i] = (struct many_one){&m, i};
+        snprintf(buf, sizeof(buf), "%d", i);
+        assert_int_equal(
+            sp_pool_query(pool, "SELECT $1::int * 2, pg_backend_pid()", 1, v, on_many, &one[i]), 0);
+    }
+    loop_until(t, &m.done, 1, WAIT_MS); /* the first dispatch sent eight */
+    sp_pool_stats(pool, &st);
+    assert_true(st.inflight > 1 && st.inflight <= 8);
+    loop_until(t, &m.done, 200, 30000);
+    assert_int_equal(m.ok, 200);
+    assert_int_equal(m.bad, 0);
+    assert_int_equal(m.npids, 1);
+    sp_pool_stats(pool, &st);
+    assert_int_equal(st.idle, 1);
+    assert_int_equal(st.inflight, 0);
+    assert_int_equal(st.queued, 0);
+    sp_pool_free(pool);
+}
+
+/* A failing statement in the middle of a pipeline fails alone: a runtime error, a statement
+ * that does not parse (its Prepare fails) sent twice while the first Prepare is in flight, and
+ * the same new SQL twice (the second runs unnamed) all get their own answers. */
+static void test_pipeline_error_isolated(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct qres q[8];
+    int done = 0;
+    static const char *const sql[8] = {
+        "SELECT 1",          "SELECT 1/0",   "SELECT nosuch FROM pg_class",
+        "SELECT nosuch FROM pg_class",     "SELECT $1::int + 100", "SELECT $1::int + 100",
+        "SELECT 'x' || $1",  "SELECT 8",
+    };
+    static const char *const arg[8] = {NULL, NULL, NULL, NULL, "5", "6", "y", NULL};
+
+    t->depth = 8;
+    pool = pool_open(t, t->url, 1, 100, 5000, 0);
+    wait_idle(t, pool, 1);
+    memset(q, 0, sizeof(q));
+    for (int i = 0; i < 8; i++) {
+        const char *v[] = {arg[i]};
+
+        assert_int_equal(sp_pool_query(pool, sql[i], arg[i] ? 1 : 0, arg[i] ? v : NULL,
+                                       on_query, &q[i]),
+                         0);
+    }
+    for (uint64_t end = sp_now_us() + WAIT_MS * 1000u; sp_now_us() < end;) {
+        done = 0;
+        for (int i = 0; i < 8; i++)
+            done += q[i].done;
+        if (done == 8)
+            break;
+        loop_for(t, 5);
+    }
+    assert_int_equal(done, 8);
+    assert_int_equal(q[0].status, SP_PG_OK);
+    assert_string_equal(q[0].val[0][0], "1");
+    assert_int_equal(q[1].status, SP_PG_ERROR);
+    assert_string_equal(q[1].sqlstate, "22012");
+    assert_int_equal(q[2].status, SP_PG_ERROR);
+    assert_string_equal(q[2].sqlstate, "42703");
+    assert_int_equal(q[3].status, SP_PG_ERROR);
+    assert_string_equal(q[3].sqlstate, "42703");
+    assert_string_equal(q[2].message, q[3].message);
+    assert_int_equal(q[4].status, SP_PG_OK);
+    assert_string_equal(q[4].val[0][0], "105");
+    assert_int_equal(q[5].status, SP_PG_OK);
+    assert_string_equal(q[5].val[0][0], "106");
+    assert_int_equal(q[6].status, SP_PG_OK);
+    assert_string_equal(q[6].val[0][0], "xy");
+    assert_int_equal(q[7].status, SP_PG_OK);
+    assert_string_equal(q[7].val[0][0], "8");
+    /* the statement cache kept what was prepared, and only that */
+    ok(t, pool, "SELECT $1::int + 100", 1, (const char *const[]){"7"}, &q[0]);
+    assert_string_equal(q[0].val[0][0], "107");
+    query(t, pool, "SELECT nosuch FROM pg_class", 0, NULL, &q[0]);
+    assert_string_equal(q[0].sqlstate, "42703");
+    sp_pool_free(pool);
+}
+
+/* The backend dies with four statements in flight: each gets its 503 answer, and the pool
+ * reconnects by itself. */
+static void test_pipeline_lost(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool, *killer;
+    struct counts c = {0};
+    struct qres q;
+    char pids[80];
+
+    t->depth = 4;
+    pool = pool_open(t, t->url, 1, 100, 5000, 0);
+    t->depth = 1;
+    killer = pool_open(t, t->url, 1, 10, 5000, 0);
+    wait_idle(t, pool, 1);
+    ok(t, pool, "SELECT pg_backend_pid()", 0, NULL, &q);
+    snprintf(pids, sizeof(pids), "{%s}", q.val[0][0]);
+    assert_int_equal(sp_pool_query(pool, "SELECT pg_sleep(30)", 0, NULL, on_count, &c), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_count, &c), 0);
+    loop_for(t, 50);
+    struct sp_pool_stats st;
+    sp_pool_stats(pool, &st);
+    assert_int_equal(st.inflight, 4);
+    terminate(t, killer, pids);
+    loop_until(t, &c.done, 4, WAIT_MS);
+    assert_int_equal(c.done, 4);
+    assert_int_equal(c.ok, 0);
+    assert_int_equal(c.other, 4); /* SP_PG_UNAVAILABLE, each */
+    wait_idle(t, pool, 1);
+    ok(t, pool, "SELECT 1", 0, NULL, &q);
+    sp_pool_free(killer);
+    sp_pool_free(pool);
+}
+
+/* Transactions never share: an acquire waits for a connection with nothing in flight, and
+ * queries after it wait their turn (FIFO); an unpinned BEGIN gets nothing sent behind it, so a
+ * later INSERT is not swallowed by the rollback that follows. */
+static void test_pipeline_transactions_alone(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct counts c = {0}, after = {0};
+    struct acq a = {0};
+    struct sp_pool_stats st;
+    struct qres q;
+
+    t->depth = 4;
+    pool = pool_open(t, t->url, 1, 100, 5000, 0);
+    wait_idle(t, pool, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sp_pool_query(pool, "SELECT pg_sleep(0.05)", 0, NULL, on_count, &c), 0);
+    assert_int_equal(sp_pool_acquire(pool, on_acquire, &a), 0);
+    assert_int_equal(sp_pool_query(pool, "SELECT 2", 0, NULL, on_count, &after), 0);
+    loop_until(t, &a.done, 1, WAIT_MS);
+    assert_int_equal(a.status, SP_PG_OK);
+    assert_int_equal(c.ok, 3); /* all three were done before the pin */
+    assert_int_equal(after.done, 0);
+    sp_pool_stats(pool, &st);
+    assert_int_equal(st.inflight, 0);
+    query_on(t, a.conn, "BEGIN", 0, NULL, &q);
+    query_on(t, a.conn, "SELECT txid_current()", 0, NULL, &q);
+    assert_int_equal(q.status, SP_PG_OK);
+    loop_for(t, 30);
+    assert_int_equal(after.done, 0); /* still waiting: the pin has the only connection */
+    sp_pool_release(a.conn);
+    loop_until(t, &after.done, 1, WAIT_MS);
+    assert_int_equal(after.ok, 1);
+
+    ok(t, pool, "CREATE TABLE IF NOT EXISTS pgpool_test_pipe (n int)", 0, NULL, &q);
+    ok(t, pool, "TRUNCATE pgpool_test_pipe", 0, NULL, &q);
+    struct counts b = {0}, ins = {0};
+    assert_int_equal(sp_pool_query(pool, "  begin", 0, NULL, on_count, &b), 0);
+    assert_int_equal(
+        sp_pool_query(pool, "INSERT INTO pgpool_test_pipe VALUES (1)", 0, NULL, on_count, &ins), 0);
+    loop_until(t, &ins.done, 1, WAIT_MS);
+    assert_int_equal(b.ok, 1);
+    assert_int_equal(ins.ok, 1);
+    ok(t, pool, "SELECT count(*) FROM pgpool_test_pipe", 0, NULL, &q);
+    assert_string_equal(q.val[0][0], "1");
+    ok(t, pool, "DROP TABLE pgpool_test_pipe", 0, NULL, &q);
+    sp_pool_free(pool);
+}
+
+/* A caller gone while its statement is mid-pipeline: nothing waiting of it runs, what is on
+ * the wire still calls back (the caller frees itself then), the others are undisturbed. */
+static void test_pipeline_cancel(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct counts first = {0}, gone = {0}, last = {0};
+
+    t->depth = 2;
+    pool = pool_open(t, t->url, 1, 100, 5000, 0);
+    wait_idle(t, pool, 1);
+    assert_int_equal(sp_pool_query(pool, "SELECT pg_sleep(0.1)", 0, NULL, on_count, &first), 0);
+    assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_count, &gone), 0);
+    assert_int_equal(sp_pool_query(pool, "SELECT 1", 0, NULL, on_count, &gone), 0);
+    assert_int_equal(sp_pool_query(pool, "SELECT 2", 0, NULL, on_count, &last), 0);
+    loop_for(t, 20); /* two on the wire, two waiting */
+    assert_int_equal(sp_pool_cancel(pool, &gone), 1);
+    loop_until(t, &last.done, 1, WAIT_MS);
+    assert_int_equal(first.ok, 1);
+    assert_int_equal(gone.ok, 1); /* the one on the wire */
+    assert_int_equal(gone.done, 1);
+    assert_int_equal(last.ok, 1);
+    sp_pool_free(pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1070,6 +1279,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reentrant_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_fails_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_many_on_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_error_isolated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_transactions_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_cancel, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("pgpool", tests, NULL, NULL);
 
