@@ -187,6 +187,79 @@ void sp_lua_open_log(lua_State *L)
 
 /* The process's TZ is switched to the zone asked for; workers are single-threaded and the
  * hashing threads never look at local time. */
+/* The UTC offsets of the current zone, by quarter hour: glibc works out a time past the zone
+ * file's last transition from its TZ rule on every call (a booking list formats two times a
+ * row). A quarter hour is kept only when it starts and ends with the same offset. */
+#define ZONE_MEMO     64
+#define ZONE_QUARTER  900
+static struct {
+    int64_t quarter; /* t / ZONE_QUARTER, rounded down */
+    long off;
+    int valid;
+} zone_memo[ZONE_MEMO];
+
+static long zone_offset_at(time_t t)
+{
+    struct tm tm;
+
+    localtime_r(&t, &tm);
+    return tm.tm_gmtoff;
+}
+
+/* The current zone's offset at t. */
+static long zone_offset(int64_t t)
+{
+    int64_t q = t >= 0 ? t / ZONE_QUARTER : -((-t + ZONE_QUARTER - 1) / ZONE_QUARTER);
+    unsigned slot = (unsigned)((uint64_t)q % ZONE_MEMO);
+    long off;
+
+    if (zone_memo[slot].valid && zone_memo[slot].quarter == q)
+        return zone_memo[slot].off;
+    off = zone_offset_at((time_t)t);
+    if (zone_offset_at((time_t)(q * ZONE_QUARTER)) == off &&
+        zone_offset_at((time_t)(q * ZONE_QUARTER + ZONE_QUARTER - 1)) == off) {
+        zone_memo[slot].quarter = q;
+        zone_memo[slot].off = off;
+        zone_memo[slot].valid = 1;
+    }
+    return off;
+}
+
+/* Proleptic Gregorian date of a day count from 1970-01-01 (H. Hinnant's civil_from_days). */
+static void civil_from_days(int64_t z, int *y, int *m, int *d)
+{
+    int64_t era, doe, yoe, doy, mp;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* t shifted by off as a broken-down time (what localtime_r() gives for those fields). */
+static void tm_of(int64_t t, long off, struct tm *tm)
+{
+    int64_t local = t + off, days, secs;
+    int y, m, d;
+
+    days = local >= 0 ? local / 86400 : -((-local + 86399) / 86400);
+    secs = local - days * 86400;
+    civil_from_days(days, &y, &m, &d);
+    memset(tm, 0, sizeof(*tm));
+    tm->tm_year = y - 1900;
+    tm->tm_mon = m - 1;
+    tm->tm_mday = d;
+    tm->tm_hour = (int)(secs / 3600);
+    tm->tm_min = (int)(secs % 3600 / 60);
+    tm->tm_sec = (int)(secs % 60);
+    tm->tm_gmtoff = off;
+}
+
 static int use_zone(const char *tz, sp_err *err)
 {
     static char current[128];
@@ -209,6 +282,7 @@ static int use_zone(const char *tz, sp_err *err)
     setenv("TZ", tz, 1);
     tzset();
     snprintf(current, sizeof(current), "%s", tz);
+    memset(zone_memo, 0, sizeof(zone_memo));
     return 0;
 }
 
@@ -333,8 +407,8 @@ int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err
     }
     if (use_zone(tz, err) != 0)
         return -1;
-    localtime_r(&tt, &tm);
-    off = tm.tm_gmtoff;
+    off = zone_offset(t);
+    tm_of(t, off, &tm);
     /* RFC 3339 offsets have no seconds (local mean time before a zone adopted standard time,
      * Europe/Berlin before 1893 was +00:53:28) and years have four digits: such an instant is
      * written in UTC instead, so every formatted time parses back to the same instant. */
