@@ -27,6 +27,10 @@ spacer.post("/test/tx", function(req)
   end)
   return 201, { ok = true }
 end)
+spacer.get("/test/div", function(req)
+  local row = spacer.db.one("SELECT 100 / $1::int AS q, pg_sleep(0.005) AS s", tonumber(req.query.d))
+  return 200, { q = row.q }
+end)
 spacer.get("/test/tx/{tag:str}", function(req)
   local row = spacer.db.one("SELECT count(*)::int AS c FROM test_tx WHERE tag = $1", req.params.tag)
   return 200, { count = row.c }
@@ -59,6 +63,66 @@ def two_hundred_concurrent_queries_on_a_pool_of_four():
         statuses = [getattr(r, "status", repr(r)) for r in results]
         eq([200] * 200, statuses)
         eq(list(range(200)), [r.json["n"] for r in results], "each request got its own answer")
+    finally:
+        s.close()
+
+
+PIPELINE = {"SPACER_DATABASE_POOL_SIZE": "1", "SPACER_DATABASE_PIPELINE_DEPTH": "8"}
+
+
+@test
+def pipelined_requests_on_one_connection_each_get_their_own_answer():
+    s = Server(workers=1, extra_routes=ROUTES, env=PIPELINE).start()
+    try:
+        results = hammer(s, ["/test/q?n=%d" % i for i in range(120)])
+        eq([200] * 120, [getattr(r, "status", repr(r)) for r in results])
+        eq(list(range(120)), [r.json["n"] for r in results], "each request got its own answer")
+    finally:
+        s.close()
+
+
+@test
+def a_failing_statement_in_a_pipeline_fails_only_its_own_request():
+    s = Server(workers=1, extra_routes=ROUTES, env=PIPELINE).start()
+    try:
+        ds = [0 if i % 5 == 2 else i % 7 + 1 for i in range(60)]
+        results = hammer(s, ["/test/div?d=%d" % d for d in ds])
+        for d, r in zip(ds, results):
+            if d == 0:
+                error_body(r, 500, "script_error")  # division by zero: the script's error
+            else:
+                eq(200, r.status, r.json)
+                eq(100 // d, r.json["q"])
+        eq(200, s.get("/test/q?n=5").status)
+    finally:
+        s.close()
+
+
+@test
+def a_client_gone_mid_pipeline_disturbs_no_other():
+    import socket
+    s = Server(workers=1, extra_routes=ROUTES, env=PIPELINE).start()
+    try:
+        gone = []
+        for i in range(6):  # on the one connection, between the others
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            c.sendall(b"GET /test/sleep?s=0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            gone.append(c)
+        results = [None] * 12
+
+        def one(i):
+            results[i] = s.get("/test/q?n=%d" % i, timeout=30)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        for c in gone:
+            c.close()
+        for t in threads:
+            t.join(30)
+        eq(list(range(12)), [r.json["n"] for r in results])
+        eq(200, s.get("/test/q?n=1").status)
     finally:
         s.close()
 
@@ -134,6 +198,49 @@ def database_outage_gives_503_then_recovers_without_restart():
         devdb("destroy", pg)
         shutil.rmtree(work, ignore_errors=True)
     check(not os.path.exists(work), "%s left behind" % work)
+
+
+@test
+def database_restarted_with_pipelined_queries_in_flight():
+    work = tempfile.mkdtemp(prefix="spacer-outage-")
+    os.chmod(work, 0o755)
+    pg = os.path.join(work, "pg")
+    port = free_port()
+    eq(0, devdb("init", pg, str(port), "--fast").returncode)
+    eq(0, devdb("start", pg, str(port)).returncode)
+    url = devdb("url", pg, str(port)).stdout.strip()
+    s = Server(workers=1, extra_routes=ROUTES, env=dict(PIPELINE, DATABASE_URL=url,
+                                                        SPACER_DATABASE_CONNECT_TIMEOUT="1"))
+    try:
+        s.start()
+        eq(200, s.get("/test/q?n=1").status)
+        results = [None] * 8
+
+        def one(i):
+            try:
+                results[i] = s.get("/test/sleep?s=3", timeout=30)
+            except Exception as e:
+                results[i] = e
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # all eight on the one connection, the first asleep
+        eq(0, devdb("stop", pg).returncode)
+        for t in threads:
+            t.join(30)
+        for r in results:
+            error_body(r, 503, "db_unavailable")
+            check(r.header("retry-after"), "no Retry-After")
+        eq(0, devdb("start", pg, str(port)).returncode)
+        deadline = time.time() + 15
+        while time.time() < deadline and s.get("/readyz").status != 200:
+            time.sleep(0.2)
+        eq(200, s.get("/test/q?n=3").status)
+    finally:
+        s.close()
+        devdb("destroy", pg)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 class Load:
