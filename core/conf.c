@@ -58,7 +58,7 @@ static const struct key_def keys[] = {
     {"database", "url", K_STR, OFF(db_url), "", 0, 0},
     {"database", "pool_size", K_INT, OFF(pool_size), "8", 1, 1000},
     /* statements one connection may have in flight when none is idle (1: one at a time) */
-    {"database", "pipeline_depth", K_INT, OFF(pipeline_depth), "1", 1, 64},
+    {"database", "pipeline_depth", K_INT, OFF(pipeline_depth), "4", 1, 64},
     {"database", "queue_size", K_INT, OFF(queue_size), "1024", 0, 1000000},
     {"database", "connect_timeout", K_INT, OFF(connect_timeout_ms), "5", 1, 600},
     {"database", "statement_timeout", K_INT, OFF(statement_timeout_ms), "30", 0, 3600},

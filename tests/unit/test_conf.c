@@ -153,6 +153,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->trust_proxy, 0);
     assert_string_equal(c->db_url, "");
     assert_int_equal(c->pool_size, 8);
+    assert_int_equal(c->pipeline_depth, 4);
     assert_int_equal(c->queue_size, 1024);
     assert_int_equal(c->connect_timeout_ms, 5000);
     assert_int_equal(c->statement_timeout_ms, 30000);
