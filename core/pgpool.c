@@ -170,7 +170,7 @@ static void q_append(struct pgq *to, struct pgq *from);
 static int res_fatal(const PGresult *res);
 static void pg_line(char *buf, size_t cap, const char *prefix, const char *msg);
 static void pg_notice_ignore(void *arg, const char *message);
-static uint64_t sql_hash(const char *s);
+static uint64_t sql_hash(const char *s, size_t len);
 static int sql_opens_transaction(const char *sql);
 static int word_is(const char *p, const char *w);
 static struct timeval ms_tv(uint64_t ms);
@@ -1203,7 +1203,7 @@ req_new(enum pgreq_kind kind, const char *sql, int nparams, const char *const *v
     if (sql != NULL) {
         memcpy(p, sql, sqllen);
         req->sql = p;
-        req->hash = sql_hash(sql);
+        req->hash = sql_hash(sql, sqllen - 1);
         req->solo = sql_opens_transaction(sql);
         p += sqllen;
     }
@@ -1343,12 +1343,15 @@ static int word_is(const char *p, const char *w)
              (next >= '0' && next <= '9') || next == '_' || (unsigned char)next >= 0x80);
 }
 
-static uint64_t sql_hash(const char *s)
+/* FNV-1a over the length and 32 bytes spread over the text: a statement's SQL is often a few
+ * kilobytes, hashed on every query; stmt_find() compares the whole text anyway. */
+static uint64_t sql_hash(const char *s, size_t len)
 {
-    uint64_t h = 14695981039346656037u; /* FNV-1a */
+    uint64_t h = 14695981039346656037u ^ (uint64_t)len;
+    size_t step = len / 32 + 1;
 
-    while (*s != '\0')
-        h = (h ^ (unsigned char)*s++) * 1099511628211u;
+    for (size_t i = 0; i < len; i += step)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211u;
     return h;
 }
 
