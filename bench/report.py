@@ -20,7 +20,8 @@ import sys
 #   script of bench/pgbench at 32 connections; ("bcrypt", None) = cores / one cost-12 hash;
 #   ("scenario", id) = that Spacer scenario at the same connection count, in the same run.
 #   target: ("ratio", r) = requests/s >= r x ceiling; ("rps", n) = requests/s >= n;
-#   ("cpu_us", n, why) = Spacer's CPU per request <= n µs at 32 connections; None.
+#   ("instructions", id) = the worker's instructions per request (INSTRUCTIONS below, measured
+#   with callgrind: the same on any host) meet that row's target, shown at 32 connections; None.
 CACHED = {"spaces_home_cache", "spaces_list_cache", "space_by_id_cache"}  # run with the answer cache on
 SCENARIOS = [
     ("healthz", "GET /healthz", ("nginx", None), ("ratio", 0.70), True),
@@ -28,7 +29,7 @@ SCENARIOS = [
     ("spaces_list", "GET /api/spaces/spaces?per_page=20&min_capacity=10", ("pgbench", "spaces_list"), ("ratio", 0.60), True),
     ("space_by_id", "GET /api/spaces/spaces/{id}", ("pgbench", "space_by_id"), ("ratio", 0.60), True),
     ("bookings_list", "GET /api/bookings/bookings (client token)", ("pgbench", "bookings_list"),
-     ("cpu_us", 210, "half of the 419 µs of the bench of 2026-11-26"), True),
+     ("instructions", "bookings_list"), True),
     ("booking_create", "POST /api/bookings/bookings", ("pgbench", "booking_create"), ("rps", 2000), False),
     ("quote", "GET /api/spaces/spaces/{id}/quote", ("pgbench", "quote"), None, True),
     ("invoices_list", "GET /api/payments/invoices (client token)", ("pgbench", "invoices_list"), None, True),
@@ -40,6 +41,23 @@ SCENARIOS = [
     ("spaces_home_cache", "GET /api/spaces unpaged (%(home_spaces)s spaces: the web app's home call)", ("none", None), None, True),
     ("spaces_list_cache", "GET /api/spaces/spaces?per_page=20&min_capacity=10", ("none", None), None, True),
     ("space_by_id_cache", "GET /api/spaces/spaces/{id}", ("none", None), None, True),
+]
+# Worker instructions per request (tools/bench.sh, "instructions per request": one worker
+# under callgrind, a fixed set of requests after a warm-up): id, what is requested, the
+# baseline, the target (the most instructions per request, as a share of the baseline) or None.
+# The baseline: instructions per request of commit INSTR_BASELINE_COMMIT (the code of the
+# bench of INSTR_BASELINE_DATE), measured the same way — this bench's instructions step run on
+# a release build of that commit, on the same generated data. CPU time per request does not
+# compare across hosts (a slower host's microseconds are not Spacer's doing); instruction
+# counts do.
+INSTR_BASELINE_COMMIT = "7a22c74"
+INSTR_BASELINE_DATE = "2026-11-26"
+INSTRUCTIONS = [
+    ("bookings_list", "GET /api/bookings/bookings (client token, 20 of the client's ~100)", 3534804, 0.50),
+    ("spaces_home", "GET /api/spaces unpaged (%(home_spaces)s spaces: the web app's home call)", 3650066, None),
+    ("spaces_list", "GET /api/spaces/spaces?per_page=20&min_capacity=10", 1688495, None),
+    ("space_by_id", "GET /api/spaces/spaces/{id}", 178944, None),
+    ("profile", "GET /api/users/profile (client token)", 247789, None),
 ]
 P99_FACTOR = 2.0          # reads at 32 connections: p99 <= 2 x nginx's p99 (DB reads: see below)
 P50_ONE_MS = 3.0          # every scenario at 1 connection: p50 <= 3 ms
@@ -64,6 +82,17 @@ def num(v):
     if v >= 100:
         return "{:,.0f}".format(v)
     return "%.1f" % v
+
+
+def count(v):
+    """An instruction count: 1.64 M, 98.0 k."""
+    if v is None:
+        return "—"
+    if v >= 1e6:
+        return "%.2f M" % (v / 1e6)
+    if v >= 1e3:
+        return "%.1f k" % (v / 1e3)
+    return "%.0f" % v
 
 
 def yes(ok):
@@ -113,7 +142,7 @@ def main():
     else:
         entries = [json.loads(line) for line in open(src) if line.strip()]
     meta = {}
-    wrk, pgb, bcrypt, memory, reload = {}, {}, None, [], {}
+    wrk, pgb, bcrypt, memory, reload, instr = {}, {}, None, [], {}, {}
     for e in entries:
         k = e.get("kind")
         if k == "meta":
@@ -128,12 +157,30 @@ def main():
             memory.append(e)
         elif k == "reload":
             reload[e["id"]] = e
+        elif k == "instructions":
+            instr[e["id"]] = e
 
     nginx = {c: wrk.get(("nginx", c)) for c in (1, 32, 256)}
     nginx_p99_32 = nginx[32]["latency_us"]["p99"] if nginx.get(32) else None
 
     def label_of(text):
         return text % {k: meta.get(k, "?") for k in ("home_spaces", "apispec_kb")}
+
+    # worker instructions per request, against the baseline
+    instr_rows = {}
+    for iid, label, base, share in INSTRUCTIONS:
+        e = instr.get(iid)
+        per = e["ir"] / max(1, e["requests"]) if e else None
+        failed = bool(e) and e["ok"] < e["requests"]
+        ok = None
+        if share is not None and per is not None:
+            ok = per <= share * base and not failed
+        instr_rows[iid] = {
+            "scenario": iid, "request": label_of(label), "requests": e["requests"] if e else None,
+            "ok": e["ok"] if e else None, "instructions_per_request": per,
+            "baseline": base, "baseline_commit": INSTR_BASELINE_COMMIT,
+            "change": (per / base - 1) if per is not None else None,
+            "target_share": share, "met": ok}
 
     rows = []
     for sid, label, ceiling, target, is_read in SCENARIOS:
@@ -191,9 +238,13 @@ def main():
             elif target and target[0] == "rps":
                 targets.append("≥ {:,}/s".format(target[1]))
                 oks.append(r["rps"] >= target[1])
-            elif target and target[0] == "cpu_us" and conns == 32:
-                targets.append("Spacer CPU/req ≤ %d µs (%s)" % (target[1], target[2]))
-                oks.append(None if cpu_req is None else cpu_req <= target[1])
+            elif target and target[0] == "instructions" and conns == 32:
+                ir = instr_rows.get(target[1])
+                targets.append("worker instructions/req ≤ %d%% of %s's %s (callgrind%s)" % (
+                    round(ir["target_share"] * 100), INSTR_BASELINE_COMMIT, count(ir["baseline"]),
+                    ", below: %s" % count(ir["instructions_per_request"])
+                    if ir["instructions_per_request"] is not None else "; not run"))
+                oks.append(ir["met"])
             if conns == 1:
                 targets.append("p50 ≤ %d ms" % P50_ONE_MS)
                 oks.append(lat["p50"] <= P50_ONE_MS * 1000)
@@ -248,6 +299,25 @@ def main():
             "%.0f%%" % (row["ratio"] * 100) if row["ratio"] is not None else "—",
             row["target"], row["met"]))
     table = "\n".join(lines)
+
+    ilines = []
+    if instr:
+        ilines.append("| Scenario | Instructions/request | %s (%s) | Change | Target | Met |" % (
+            INSTR_BASELINE_COMMIT, INSTR_BASELINE_DATE))
+        ilines.append("| --- | ---: | ---: | ---: | --- | --- |")
+        for iid, _, _, _ in INSTRUCTIONS:
+            ir = instr_rows[iid]
+            if ir["instructions_per_request"] is None:
+                continue
+            label = "`%s`" % ir["request"]
+            if ir["ok"] < ir["requests"]:
+                label += " (%d of %d not 2xx)" % (ir["requests"] - ir["ok"], ir["requests"])
+            ilines.append("| %s | %s | %s | %+.0f%% | %s | %s |" % (
+                label, count(ir["instructions_per_request"]), count(ir["baseline"]), ir["change"] * 100,
+                ("≤ %d%% of %s (%s)" % (round(ir["target_share"] * 100), INSTR_BASELINE_COMMIT,
+                                          count(ir["target_share"] * ir["baseline"])))
+                if ir["target_share"] is not None else "—",
+                yes(ir["met"])))
 
     # pgbench ceilings in detail
     plines = []
@@ -377,6 +447,19 @@ def main():
             "kept `ttl` seconds per worker); the warm-up fills the cache, and the share of the measured run's "
             "cacheable requests answered from it (`spacer_cache_hits_total` and `spacer_cache_misses_total` of "
             "`/metrics`) follows the scenario's name.")
+    if ilines:
+        md.append("")
+        md.append(
+            "Worker instructions per request: Spacer with one worker under `valgrind --tool=callgrind` (answer "
+            "cache off, access_log as shipped); per scenario %s requests over %s keep-alive connections after a "
+            "warm-up of %s, the worker's counters zeroed before and dumped after them (`callgrind_control`); "
+            "its instructions (Ir: everything the worker process ran, libraries included, the kernel not) over "
+            "the requests. Unlike CPU time, this does not depend on the host's speed or on its other load, so "
+            "it compares with the baseline, commit `%s` (the bench of %s) measured the same way." % (
+                meta.get("instr_requests", "?"), meta.get("instr_conns", "?"), meta.get("instr_warmup", "?"),
+                INSTR_BASELINE_COMMIT, INSTR_BASELINE_DATE))
+        md.append("")
+        md.extend(ilines)
     if plines:
         md.append("")
         md.append("Ceilings of the database scenarios: `pgbench -M prepared -n -c 32 -j 2 -T %s` on the "
@@ -415,7 +498,9 @@ def main():
         json.dump({"meta": meta, "rows": rows,
                    "nginx": {str(c): nginx[c] for c in nginx if nginx[c]},
                    "pgbench": pgb, "bcrypt": bcrypt, "memory": mem_rows,
-                   "reload": reload, "raw": entries}, f, indent=1, ensure_ascii=False)
+                   "reload": reload,
+                   "instructions": [instr_rows[i[0]] for i in INSTRUCTIONS if instr_rows[i[0]]["requests"]],
+                   "raw": entries}, f, indent=1, ensure_ascii=False)
         f.write("\n")
 
     # gnuplot data: label, Spacer req/s, ceiling req/s (0 if none), p99 ms, p99 limit ms (0 if none)

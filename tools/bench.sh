@@ -19,7 +19,12 @@
 #   6. Spacer again, with the answer cache on as shipped: the public reads as users get them
 #      (the home call at 1 and 32 connections, the spaces list and one space at 32), with the
 #      cache's hits and misses during each run (/metrics);
-#   7. the database ceilings: pgbench -M prepared -c 32 -j 2 running bench/pgbench/*.sql, the
+#   7. instructions per request: Spacer again, one worker under `valgrind --tool=callgrind`;
+#      for bookings_list, spaces_home, spaces_list, space_by_id and profile, a fixed set of
+#      requests (bench/instructions.py) after a warm-up, the worker's instructions counted
+#      between `callgrind_control -z` and `-d`: a cost per request that does not depend on the
+#      host, compared with a baseline commit by bench/report.py;
+#   8. the database ceilings: pgbench -M prepared -c 32 -j 2 running bench/pgbench/*.sql, the
 #      SQL each database scenario runs, with every transaction's latency logged (pgbench -l:
 #      its p50 and p99, by bench/report.py); the bcrypt ceiling: cores / the time of one
 #      cost-12 hash (`spacer hash-password` timed at cost 12, minus its start-up at cost 4).
@@ -32,8 +37,9 @@
 # BENCH_OUT (bench/results), BENCH_ONLY (space-separated scenario ids to run, e.g.
 # "healthz login"; default all: nginx healthz profile spaces_home apispec spaces_list
 # space_by_id bookings_list quote booking_create invoices_list payment_create login reload
-# memory spaces_home_cache spaces_list_cache space_by_id_cache; a database scenario's id also
-# runs its pgbench ceiling), BENCH_PERF=1 (CPU profiles of each measured run in $OUT/perf/,
+# memory spaces_home_cache spaces_list_cache space_by_id_cache instructions; a database
+# scenario's id also runs its pgbench ceiling), BENCH_INSTR_REQUESTS (300: the requests each
+# scenario of step 7 counts), BENCH_PERF=1 (CPU profiles of each measured run in $OUT/perf/,
 # with perf; slows the runs a little).
 set -u
 cd "$(dirname "$0")/.."
@@ -65,6 +71,9 @@ MIN_CAPACITY=10   # the list scenario's filter
 LIST_PAGES=5      # ... and its pages (1..5, at random)
 PGLOG_SAMPLES=50000 # pgbench logs about this many transactions' latencies per run, at most
 HOME_SPACES=54    # the home call's filter keeps about this many spaces (the web app's catalogue)
+INSTR_REQUESTS=${BENCH_INSTR_REQUESTS:-300} # instructions per request: requests counted ...
+INSTR_CONNS=4     # ... over these keep-alive connections ...
+INSTR_WARMUP=100  # ... after these
 
 started=$(date +%s)
 log() { printf '== [%3ds] %s\n' $(( $(date +%s) - started )) "$*"; }
@@ -468,7 +477,7 @@ scenario profile GET /api/users/profile profile.lua /api/users/profile $CONNS $C
 # The web app's home call: the compatibility path, unpaged, filtered to about 54 spaces (the
 # app's real catalogue) out of the bench's thousand. Then the API's own document (~45 KB).
 home_cap=$MIN_CAPACITY
-if want spaces_home || want spaces_home_cache; then
+if want spaces_home || want spaces_home_cache || want instructions; then
     home_cap=$($PSQL -Atc "SELECT c FROM generate_series(5, 200) AS c
         ORDER BY abs((SELECT count(*) FROM spaces WHERE capacity >= c AND is_available) - $HOME_SPACES), c LIMIT 1")
     home_n=$($PSQL -Atc "SELECT count(*) FROM spaces WHERE capacity >= $home_cap AND is_available")
@@ -600,6 +609,92 @@ if want spaces_home_cache || want spaces_list_cache || want space_by_id_cache; t
     log "stopping Spacer (answer cache on)"
     stop_pid "$spacer_pid" TERM 15
     spacer_pid=""
+fi
+
+# ---- instructions per request: callgrind --------------------------------------------------
+# CPU time per request depends on the host (its speed, its other load): a bench of another day
+# on another machine does not compare with it. The instructions a worker executes per request
+# do: Spacer with one worker under `valgrind --tool=callgrind` (the worker is a forked child,
+# counted apart in its own output file; --trace-children=yes gives it its own control channel,
+# without which callgrind_control does not see it), the answer cache off, access_log as
+# shipped. Each read scenario: INSTR_WARMUP requests (pool connections opened, statements
+# prepared, per-worker copies filled), the worker's counters zeroed (`callgrind_control -z`),
+# INSTR_REQUESTS requests over INSTR_CONNS keep-alive connections (bench/instructions.py: the
+# same requests every run), the counters dumped (`callgrind_control -d`): Ir over requests.
+# instr_send N SEED OUT: N requests of the scenario, the client's report in $work/OUT.
+instr_send() {
+    timeout 900 "$PY" bench/instructions.py send "$http_port" "$1" $INSTR_CONNS "$2" "$path" \
+        ${token:+"$token"} >"$work/$3" 2>&1 && return 0
+    cat "$work/$3"
+    return 1
+}
+# instr ID METHOD ROUTE PATH [TOKEN]: one scenario (PATH: see bench/instructions.py).
+instr() {
+    id=$1 path=$4 token=${5:-}
+    if ! has_route "$2" "$3"; then
+        skip "instructions $id: no route $2 $(printf '%s' "$3" | tr -d '\\') yet"
+        return 0
+    fi
+    if [ $# -ge 5 ] && [ -z "$5" ]; then
+        skip "instructions $id: no client token (login failed)"
+        return 0
+    fi
+    instr_send $INSTR_WARMUP 1 instr-warm.out || { skip "instructions $id: warm-up failed"; return 0; }
+    # callgrind_control exits 0 even when it found no such process: its output tells.
+    timeout 60 callgrind_control -z "$instr_worker" >"$work/cgc.out" 2>&1
+    if ! grep -q OK "$work/cgc.out"; then
+        cat "$work/cgc.out"
+        skip "instructions $id: callgrind_control -z failed"
+        return 0
+    fi
+    instr_send $INSTR_REQUESTS 2 instr.out || { skip "instructions $id: requests failed"; return 0; }
+    rm -f "$work/callgrind.$instr_worker".*
+    timeout 60 callgrind_control -d "$instr_worker" >"$work/cgc.out" 2>&1
+    dump=$(ls -t "$work/callgrind.$instr_worker".* 2>/dev/null | head -1)
+    if [ -z "$dump" ] || ! ir=$("$PY" bench/instructions.py total "$dump"); then
+        cat "$work/cgc.out"
+        skip "instructions $id: no callgrind dump"
+        return 0
+    fi
+    read -r _ sent _ ok <"$work/instr.out"
+    printf '{"kind":"instructions","id":"%s","path":"%s","requests":%d,"ok":%d,"ir":%s}\n' \
+        "$id" "$(json_str "$path")" "$sent" "$ok" "$ir" >>"$results"
+    awk -v id="$id" -v ir="$ir" -v n="$sent" -v ok="$ok" 'BEGIN {
+        printf "   %-15s %12.0f instructions/request (%d requests, %d 2xx)\n", id, ir / n, n, ok }'
+}
+if want instructions; then
+    if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
+        skip "instructions: valgrind is missing (make deps)"
+    else
+        log "instructions per request: Spacer, 1 worker, under valgrind --tool=callgrind" \
+            "($INSTR_REQUESTS requests, $INSTR_CONNS connections, after $INSTR_WARMUP)"
+        : >"$work/spacer.log"
+        SPACER_CACHE_ENABLED=off SPACER_SERVER_WORKERS=1 valgrind -q --tool=callgrind \
+            --trace-children=yes --callgrind-out-file="$work/callgrind.%p" \
+            "$SPACER" serve >>"$work/spacer.log" 2>&1 &
+        spacer_pid=$!
+        i=0
+        until curl -fs -m 30 -o /dev/null "http://127.0.0.1:$http_port/healthz"; do
+            i=$((i + 1))
+            if [ $i -ge 600 ] || ! kill -0 "$spacer_pid" 2>/dev/null; then
+                tail -30 "$work/spacer.log"
+                die "spacer under callgrind did not start"
+            fi
+            sleep 0.2
+        done
+        instr_worker=$(pgrep -P "$spacer_pid" | head -1)
+        printf '{"kind":"meta","instr_requests":%d,"instr_conns":%d,"instr_warmup":%d,"valgrind":"%s"}\n' \
+            $INSTR_REQUESTS $INSTR_CONNS $INSTR_WARMUP "$(valgrind --version)" >>"$results"
+        instr bookings_list GET /api/bookings/bookings /api/bookings/bookings "$BENCH_TOKEN"
+        instr spaces_home GET /api/spaces "/api/spaces?min_capacity=$home_cap"
+        instr spaces_list GET /api/spaces/spaces \
+            "/api/spaces/spaces?per_page=20&min_capacity=$MIN_CAPACITY&page={page}"
+        instr space_by_id GET '/api/spaces/spaces/\{id\}' '/api/spaces/spaces/{space}'
+        instr profile GET /api/users/profile /api/users/profile "$BENCH_TOKEN"
+        log "stopping Spacer (callgrind)"
+        stop_pid "$spacer_pid" TERM 60
+        spacer_pid=""
+    fi
 fi
 
 # ---- the database ceilings: pgbench -------------------------------------------------------

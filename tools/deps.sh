@@ -30,7 +30,9 @@ command -v node >/dev/null 2>&1 || NODE_PKGS="nodejs npm"
 command -v node >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1 && NODE_PKGS="npm"
 # Fuzzing (`make fuzz`): clang with libFuzzer and the sanitizer runtimes
 FUZZ_PKGS="clang libclang-rt-14-dev"
-# Bench: wrk (load), nginx-light (the HTTP ceiling to compare with), gnuplot-nox (the chart)
+# Bench: wrk (load), nginx-light (the HTTP ceiling to compare with), gnuplot-nox (the chart);
+# it also uses valgrind (in TEST_PKGS above): callgrind counts the worker's instructions per
+# request, callgrind_control zeroes and dumps the counts
 BENCH_PKGS="wrk nginx-light gnuplot-nox"
 
 PACKAGES="$BUILD_PKGS $CORE_PKGS $DB_PKGS $TEST_PKGS $NODE_PKGS $FUZZ_PKGS $BENCH_PKGS"
