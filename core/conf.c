@@ -17,7 +17,7 @@
 
 #include <openssl/rand.h>
 
-enum key_type { K_STR, K_INT, K_BOOL, K_SIZE, K_ENV, K_WORKERS, K_LIST, K_RELOAD, K_LEVEL };
+enum key_type { K_STR, K_INT, K_BOOL, K_SIZE, K_ENV, K_WORKERS, K_LIST, K_RELOAD, K_LEVEL, K_MS };
 
 struct key_def {
     const char *section;
@@ -54,6 +54,10 @@ static const struct key_def keys[] = {
     {"http", "max_connections", K_INT, OFF(max_connections), "16384", 1, 1000000},
     {"http", "cors_origins", K_LIST, OFF(cors_origins), "", 0, 0},
     {"http", "access_log", K_BOOL, OFF(access_log), "on", 0, 0},
+    /* bytes of access lines a worker keeps before one write (0: a write per line) */
+    {"http", "access_log_buffer", K_SIZE, OFF(access_log_buffer), "64K", 0, 16L << 20},
+    /* the longest a buffered line waits (ms; 0: the end of the loop's pass) */
+    {"http", "access_log_flush", K_MS, OFF(access_log_flush_ms), "1s", 0, 60000},
     {"http", "trust_proxy", K_BOOL, OFF(trust_proxy), "off", 0, 0},
     {"database", "url", K_STR, OFF(db_url), "", 0, 0},
     {"database", "pool_size", K_INT, OFF(pool_size), "8", 1, 1000},
@@ -306,6 +310,25 @@ static int apply(struct sp_conf *c, const struct key_def *k, const char *v, cons
         sp_err_set(err, "%s:%d: log.level must be debug, info, warn or error, not \"%s\"", where,
                    line, v);
         return -1;
+    }
+    case K_MS: { /* 250ms, 1s, or seconds alone */
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno == 0 && end != v && n >= 0 && n <= k->max) {
+            if (strcmp(end, "ms") == 0)
+                end += 2;
+            else if ((*end == '\0' || strcmp(end, "s") == 0) && n <= k->max / 1000)
+                n *= 1000, end += *end != '\0';
+            else
+                end = (char *)"x";
+        }
+        if (errno || end == v || *end != '\0' || n < k->min || n > k->max) {
+            sp_err_set(err, "%s:%d: %s.%s must be a duration like 250ms or 1s (at most %lds), "
+                       "not \"%s\"", where, line, k->section, k->key, k->max / 1000, v);
+            return -1;
+        }
+        *(int *)(base + k->offset) = (int)n;
+        return 0;
     }
     case K_LIST: {
         char *copy = xstrdup(v), *save = NULL, *tok;

@@ -38,6 +38,8 @@ struct sp_conf {
     char **cors_origins;
     int ncors;
     int access_log;
+    size_t access_log_buffer; /* bytes a worker buffers (0: a write per line) */
+    int access_log_flush_ms;  /* the longest a buffered line waits (0: the loop's pass) */
     int trust_proxy;
 
     /* [database] */

@@ -1,16 +1,33 @@
-/* log.c: structured logging. Each line is written with one write(2), so lines from the master
- * and the workers never interleave. */
+/* log.c: structured logging. Whole lines are written with one write(2) each (or a few whole
+ * lines together), so lines from the master and the workers never interleave mid-line.
+ *
+ * A worker may buffer its access lines (sp_log_buffer_init): they are kept, whole, in one
+ * buffer of the process and leave together when it would overflow, when the owner calls
+ * sp_log_flush() (its timer, its idle loop, a reload, the exit), and before any other line
+ * of the process, so the log keeps each process's order. */
 #include "log.h"
 
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 static int log_level = SP_LOG_INFO;
 static const char *log_role = "cli";
+
+/* The buffered lines. Only the thread that set the buffer up touches it. */
+static struct {
+    char *data;
+    size_t len, cap;
+    size_t chunk; /* the largest write that stays whole: any size to a file, PIPE_BUF else */
+    pthread_t owner;
+} pending;
 
 void sp_log_init(int level, const char *role)
 {
@@ -53,14 +70,95 @@ void sp_json_escape_n(char *buf, size_t cap, size_t *len, const char *s, size_t 
     *len = n;
 }
 
-void sp_log_raw(const char *line, size_t len)
+static void write_all(const char *p, size_t len)
 {
     ssize_t w;
 
-    while (len > 0 && (w = write(STDERR_FILENO, line, len)) > 0) {
-        line += w;
+    while (len > 0 && (w = write(STDERR_FILENO, p, len)) > 0) {
+        p += w;
         len -= (size_t)w;
     }
+}
+
+void sp_log_raw(const char *line, size_t len)
+{
+    sp_log_flush();
+    write_all(line, len);
+}
+
+int sp_log_buffer_init(size_t cap)
+{
+    struct stat st;
+
+    sp_log_buffer_free();
+    if (cap == 0)
+        return 0;
+    if ((pending.data = malloc(cap)) == NULL)
+        return -1;
+    pending.cap = cap;
+    pending.len = 0;
+    pending.owner = pthread_self();
+    /* A write to a pipe or a socket (a log collector) stays whole up to PIPE_BUF only. */
+    pending.chunk = fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) ? cap : PIPE_BUF;
+    return 0;
+}
+
+void sp_log_buffer_free(void)
+{
+    sp_log_flush();
+    free(pending.data);
+    pending.data = NULL;
+    pending.cap = pending.len = 0;
+}
+
+int sp_log_buffered(const char *line, size_t len)
+{
+    int was_empty;
+
+    if (pending.data == NULL || !pthread_equal(pthread_self(), pending.owner)) {
+        write_all(line, len);
+        return 0;
+    }
+    if (pending.len + len > pending.cap)
+        sp_log_flush();
+    if (len > pending.cap) {
+        write_all(line, len);
+        return 0;
+    }
+    was_empty = pending.len == 0;
+    memcpy(pending.data + pending.len, line, len);
+    pending.len += len;
+    return was_empty;
+}
+
+size_t sp_log_pending(void)
+{
+    return pending.len;
+}
+
+void sp_log_flush(void)
+{
+    const char *p = pending.data, *end = p + pending.len;
+
+    if (pending.len == 0 || !pthread_equal(pthread_self(), pending.owner))
+        return;
+    while (p < end) { /* whole lines, chunk bytes at most each (unless one line is longer) */
+        size_t n = (size_t)(end - p);
+        if (n > pending.chunk) {
+            const char *cut = p + pending.chunk;
+            while (cut > p && cut[-1] != '\n')
+                cut--;
+            if (cut > p) {
+                n = (size_t)(cut - p);
+            } else { /* one line longer than a chunk: whole, on its own */
+                const char *nl = memchr(p, '\n', n);
+                n = nl != NULL ? (size_t)(nl - p) + 1 : n;
+            }
+        }
+        write_all(p, n);
+        p += n;
+    }
+    pending.len = 0;
 }
 
 static void write_line(enum sp_log_level level, const char *fields, const char *msg, size_t n);

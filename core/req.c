@@ -476,6 +476,13 @@ void sp_req_release_pins(struct sp_req *req)
 
 /* ---- a request's way ------------------------------------------------------------- */
 
+/* ---- the access log ----------------------------------------------------------------- */
+
+/* Buffered access lines (spacer.conf [http] access_log_buffer) leave in one write when the
+ * buffer is full, when the oldest has waited access_log_flush, and as soon as the loop has a
+ * pass with nothing else to do (an event of the lowest priority, which libevent runs only
+ * then): under load a write carries many lines, while a quiet server's lines appear at
+ * once. A reload, the drain and the exit write them too (sp_req_log_flush). */
 static void on_log_flush(evutil_socket_t fd, short what, void *arg)
 {
     SP_UNUSED(fd);
@@ -485,32 +492,78 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg)
 
 void sp_req_log_flush(struct sp_host *host, int final)
 {
-    if (host->log.len > 0)
-        sp_log_raw(host->log.data, host->log.len);
-    host->log.len = 0;
+    sp_log_flush();
+    if (host->log_flush != NULL)
+        event_del(host->log_flush);
+    if (host->log_idle != NULL)
+        event_del(host->log_idle);
     if (final) {
         if (host->log_flush != NULL)
             event_free(host->log_flush);
-        host->log_flush = NULL;
-        sp_buf_free(&host->log);
+        if (host->log_idle != NULL)
+            event_free(host->log_idle);
+        host->log_flush = host->log_idle = NULL;
     }
 }
 
-/* Access lines leave in one write per pass of the loop: the flush event, activated by the
- * first line, runs after the callbacks already due (every request of this epoll batch). */
+int sp_req_log_start(struct sp_host *host)
+{
+    const struct sp_conf *c = host->conf;
+
+    if (!c->access_log || c->access_log_buffer == 0 || host->base == NULL)
+        return 0;
+    if (sp_log_buffer_init(c->access_log_buffer) != 0)
+        return -1;
+    host->log_flush = event_new(host->base, -1, 0, on_log_flush, host);
+    host->log_idle = event_new(host->base, -1, 0, on_log_flush, host);
+    if (host->log_flush == NULL || host->log_idle == NULL) {
+        sp_req_log_flush(host, 1);
+        sp_log_buffer_free();
+        return -1;
+    }
+    /* the lowest priority, where the host set up several (the runner has one) */
+    if (event_base_get_npriorities(host->base) > 1)
+        event_priority_set(host->log_idle, event_base_get_npriorities(host->base) - 1);
+    else {
+        event_free(host->log_idle);
+        host->log_idle = NULL;
+    }
+    host->log_flush_tv.tv_sec = c->access_log_flush_ms / 1000;
+    host->log_flush_tv.tv_usec = (c->access_log_flush_ms % 1000) * 1000;
+    return 0;
+}
+
 static void log_append(struct sp_host *host, const char *line, size_t n)
 {
-    if (host->base == NULL ||
-        (host->log_flush == NULL &&
-         (host->log_flush = event_new(host->base, -1, 0, on_log_flush, host)) == NULL)) {
+    if (host->log_flush == NULL) {
         sp_log_raw(line, n);
         return;
     }
-    sp_buf_add(&host->log, line, n);
-    if (host->log.len >= 65536)
-        sp_req_log_flush(host, 0);
-    else if (!event_pending(host->log_flush, EV_TIMEOUT, NULL))
+    if (!sp_log_buffered(line, n))
+        return; /* joined lines already waiting, or written (full) */
+    if (host->conf->access_log_flush_ms == 0)
         event_active(host->log_flush, EV_TIMEOUT, 0);
+    else
+        event_add(host->log_flush, &host->log_flush_tv);
+    if (host->log_idle != NULL)
+        event_active(host->log_idle, EV_TIMEOUT, 0);
+}
+
+/* Appends n bytes of s; the line has room (see access_log). */
+#define PUT(s, n) (memcpy(line + len, (s), (n)), len += (n))
+#define PUTS(lit) PUT(lit, sizeof(lit) - 1)
+
+static size_t put_u64(char *at, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    for (size_t i = 0; i < n; i++)
+        at[i] = tmp[n - 1 - i];
+    return n;
 }
 
 static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
@@ -518,25 +571,39 @@ static void access_log(struct sp_host *host, const char *id, const struct sp_rou
                        uint64_t dur)
 {
     char line[1024];
-    size_t n = 0;
+    size_t len = 0;
+    time_t now = time(NULL);
 
     metrics_observe(route ? route->pattern : "unmatched", method, status, dur);
     if (!host->conf->access_log)
         return;
-    n = (size_t)snprintf(line, sizeof(line), "{\"type\":\"access\",\"time\":%ld,\"request_id\":\"",
-                         (long)time(NULL));
-    sp_json_escape(line, sizeof(line) - 200, &n, id);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"method\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &n, method);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"path\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &n, path);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"route\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &n, route ? route->pattern : "");
-    n += (size_t)snprintf(line + n, sizeof(line) - n,
-                          "\",\"status\":%d,\"bytes\":%zu,\"duration_us\":%llu,\"worker\":%d}\n",
-                          status, bytes, (unsigned long long)dur, host->index);
-    log_append(host, line, n);
+    /* The escaped strings stop 200 bytes short of the end: the numbers fit after them. */
+    PUTS("{\"type\":\"access\",\"time\":");
+    if (now < 0)
+        line[len++] = '-', now = -now;
+    len += put_u64(line + len, (uint64_t)now);
+    PUTS(",\"request_id\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &len, id);
+    PUTS("\",\"method\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &len, method);
+    PUTS("\",\"path\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &len, path);
+    PUTS("\",\"route\":\"");
+    sp_json_escape(line, sizeof(line) - 200, &len, route ? route->pattern : "");
+    PUTS("\",\"status\":");
+    len += put_u64(line + len, (uint64_t)(status < 0 ? 0 : status));
+    PUTS(",\"bytes\":");
+    len += put_u64(line + len, bytes);
+    PUTS(",\"duration_us\":");
+    len += put_u64(line + len, dur);
+    PUTS(",\"worker\":");
+    len += put_u64(line + len, (uint64_t)(host->index < 0 ? 0 : host->index));
+    PUTS("}\n");
+    log_append(host, line, len);
 }
+
+#undef PUT
+#undef PUTS
 
 static void req_finish(struct sp_req *req)
 {

@@ -10,6 +10,7 @@
 
 #include <lua.h>
 #include <stdint.h>
+#include <sys/time.h>
 #include <sys/types.h>
 
 #include "cache.h"
@@ -56,8 +57,10 @@ struct sp_host {
     uint64_t reqseq;
     uint32_t id_salt;
     void (*on_idle)(struct sp_host *host); /* inflight fell to 0 while draining */
-    struct sp_buf log;       /* access lines not yet written (one write per loop pass) */
-    struct event *log_flush; /* writes them at the end of the loop's pass */
+    /* Buffered access lines (log.c holds them): written when the oldest has waited
+     * log_flush_tv, or when the loop has nothing else to do (log_idle, the lowest priority). */
+    struct event *log_flush, *log_idle;
+    struct timeval log_flush_tv;
 };
 
 #define SP_REQ_MAX_PINS 4
@@ -107,7 +110,10 @@ void sp_req_release_pins(struct sp_req *req);
 /* The HTTP side, for the host: a request has arrived; the client has gone. */
 void sp_req_arrive(struct sp_host *host, struct sp_http_conn *c, struct sp_http_req *hr);
 void sp_req_cancel(struct sp_http_req *hr);
-/* Writes the access lines still buffered; final: and frees the buffer (the host ends). */
+/* Sets up the buffered access log of spacer.conf (a worker, once its loop exists); -1 when
+ * out of memory. Without it every access line is written at once. */
+int sp_req_log_start(struct sp_host *host);
+/* Writes the access lines still buffered; final: and frees the host's events (it ends). */
 void sp_req_log_flush(struct sp_host *host, int final);
 /* A fresh request id ("salt-worker-sequence"). */
 void sp_req_make_id(struct sp_host *host, char *buf, size_t cap);

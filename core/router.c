@@ -217,6 +217,50 @@ static int match_one(const struct sp_route *rt, const char *path, struct sp_matc
     return 0;
 }
 
+/* A path's shape as match_one reads it: its number of segments (a trailing slash aside) and
+ * its first segment; -1 when no route can match it. Routes of another shape are skipped
+ * without a look at their segments: /healthz compares a handful of routes, not all. */
+struct shape {
+    int nseg;
+    const char *first;
+    size_t first_len;
+};
+
+static int path_shape(const char *path, struct shape *sh)
+{
+    const char *p = path;
+
+    sh->nseg = 0;
+    sh->first = NULL;
+    sh->first_len = 0;
+    if (p[0] == '/' && p[1] == '\0')
+        return 0;
+    while (*p == '/') {
+        if (p[1] == '\0' && sh->nseg > 0)
+            return 0; /* a trailing slash is tolerated */
+        const char *start = ++p;
+        while (*p && *p != '/')
+            p++;
+        if (p == start)
+            return -1;
+        if (sh->nseg++ == 0) {
+            sh->first = start;
+            sh->first_len = (size_t)(p - start);
+        }
+    }
+    return *p == '\0' ? 0 : -1;
+}
+
+/* Whether rt cannot match a path of that shape (match_one would say no). */
+static int other_shape(const struct sp_route *rt, const struct shape *sh)
+{
+    if (rt->nseg != sh->nseg)
+        return 1;
+    return rt->nseg > 0 && rt->segs[0].kind == SEG_STATIC &&
+           (rt->segs[0].len != sh->first_len ||
+            memcmp(rt->segs[0].text, sh->first, sh->first_len) != 0);
+}
+
 /* Whether a outranks b, two routes that matched the same path (so with as many segments):
  * the first segment where one is static and the other a parameter decides. Compared segment
  * by segment, not as a bit score, so a route of any length ranks. */
@@ -234,6 +278,7 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
                                      const char *path, struct sp_match *m)
 {
     struct sp_match tmp;
+    struct shape sh;
     int path_known = 0;
     size_t alen = 0;
 
@@ -241,9 +286,11 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
         method = "GET";
     m->route = NULL;
     m->allow[0] = '\0';
+    if (path_shape(path, &sh) != 0)
+        return SP_MATCH_NOT_FOUND;
     for (int i = 0; i < r->n; i++) {
         struct sp_route *rt = r->routes[i];
-        if (match_one(rt, path, &tmp) < 0)
+        if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0)
             continue;
         path_known = 1;
         if (strcmp(rt->method, method) != 0) {
@@ -265,13 +312,16 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
 int sp_router_allow(const struct sp_router *r, const char *path, char *buf, size_t cap)
 {
     struct sp_match tmp;
+    struct shape sh;
     size_t len = 0;
     int n = 0;
 
     buf[0] = '\0';
+    if (path_shape(path, &sh) != 0)
+        return 0;
     for (int i = 0; i < r->n; i++) {
         struct sp_route *rt = r->routes[i];
-        if (match_one(rt, path, &tmp) < 0 || strstr(buf, rt->method))
+        if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0 || strstr(buf, rt->method))
             continue;
         if (len + strlen(rt->method) + 3 >= cap)
             break;

@@ -215,6 +215,7 @@ static void reload(struct sp_worker *w)
     struct sp_gen *gen = NULL;
     sp_err err;
 
+    sp_req_log_flush(&w->host, 0); /* the old generation's lines before the new one's */
     if (load_next(w, &gen, &err) != 0) {
         snprintf(w->last_reload_error, sizeof(w->last_reload_error), "%s", err.msg);
         if (w->host.gen != NULL)
@@ -274,6 +275,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (w->host.draining)
         return;
     w->host.draining = 1;
+    sp_req_log_flush(&w->host, 0);
     sp_timer_stop(w->host.gen);
     if (w->retry != NULL)
         event_del(w->retry);
@@ -397,7 +399,10 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
 
-    if ((w.base = w.host.base = event_base_new()) == NULL) {
+    /* Three priorities: every event has the middle one but the access log's idle flush,
+     * the lowest, which runs only in a pass of the loop with nothing else to do. */
+    if ((w.base = w.host.base = event_base_new()) == NULL ||
+        event_base_priority_init(w.base, 3) != 0 || sp_req_log_start(&w.host) != 0) {
         sp_log(SP_LOG_ERROR, "worker %d: cannot create the event loop", index);
         goto done;
     }
@@ -475,6 +480,7 @@ done:
         event_free(w.drain_timer);
     sp_http_free(w.http); /* cancels what is still in flight */
     sp_req_log_flush(&w.host, 1);
+    sp_log_buffer_free(); /* the last lines, then the buffer */
     if (w.host.inflight == 0) {
         sp_hasher_free(w.host.hasher);
         sp_listen_free(w.host.listen);

@@ -150,6 +150,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->ncors, 0);
     assert_null(c->cors_origins);
     assert_int_equal(c->access_log, 1);
+    assert_int_equal(c->access_log_buffer, 64 * 1024);
+    assert_int_equal(c->access_log_flush_ms, 1000);
     assert_int_equal(c->trust_proxy, 0);
     assert_string_equal(c->db_url, "");
     assert_int_equal(c->pool_size, 8);
@@ -294,6 +296,22 @@ static void test_values_of_each_type(void **state)
     assert_int_equal(c->keepalive_requests, 3);
     assert_int_equal(c->max_idle_connections, 7);
     assert_int_equal(c->max_connections, 9);
+    sp_conf_free(c);
+
+    /* the access log's buffer: a size (0: none) and a duration in ms, s, or seconds alone */
+    c = parse_ok("[http]\naccess_log_buffer = 0\naccess_log_flush = 250ms\n");
+    assert_int_equal(c->access_log_buffer, 0);
+    assert_int_equal(c->access_log_flush_ms, 250);
+    sp_conf_free(c);
+    c = parse_ok("[http]\naccess_log_buffer = 1M\naccess_log_flush = 2s\n");
+    assert_int_equal(c->access_log_buffer, 1024 * 1024);
+    assert_int_equal(c->access_log_flush_ms, 2000);
+    sp_conf_free(c);
+    c = parse_ok("[http]\naccess_log_flush = 3\n");
+    assert_int_equal(c->access_log_flush_ms, 3000);
+    sp_conf_free(c);
+    c = parse_ok("[http]\naccess_log_flush = 0\n");
+    assert_int_equal(c->access_log_flush_ms, 0);
     sp_conf_free(c);
 
     c = parse_ok("[http]\nmax_body_size = 512kb\nmax_header_size = 2048\n"
@@ -784,6 +802,16 @@ static void test_bad_values(void **state)
                 NAME ":2: scripts.reload must be manual or watch, not \"sometimes\"", 1);
     parse_fails("[http]\naccess_log = maybe\n",
                 NAME ":2: http.access_log must be on or off, not \"maybe\"", 1);
+    parse_fails("[http]\naccess_log_flush = soon\n",
+                NAME ":2: http.access_log_flush must be a duration like 250ms or 1s (at most "
+                     "60s), not \"soon\"",
+                1);
+    parse_fails("[http]\naccess_log_flush = 61s\n", NAME ":2: http.access_log_flush", 0);
+    parse_fails("[http]\naccess_log_flush = 60001ms\n", NAME ":2: http.access_log_flush", 0);
+    parse_fails("[http]\naccess_log_flush = -1\n", NAME ":2: http.access_log_flush", 0);
+    parse_fails("[http]\naccess_log_flush = 1.5s\n", NAME ":2: http.access_log_flush", 0);
+    parse_fails("[http]\naccess_log_flush = 5m\n", NAME ":2: http.access_log_flush", 0);
+    parse_fails("[http]\naccess_log_buffer = 17M\n", NAME ":2: http.access_log_buffer", 0);
     parse_fails("[log]\nlevel = verbose\n",
                 NAME ":2: log.level must be debug, info, warn or error, not \"verbose\"", 1);
     parse_fails("[auth]\nbcrypt_cost = 3\n", NAME ":2: auth.bcrypt_cost", 0);
