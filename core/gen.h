@@ -28,6 +28,8 @@ typedef void (*sp_gen_opener)(lua_State *L);
 /* The registry key of the spacer.error metatable (set by the prelude). */
 extern const char sp_lua_error_mt_key;
 
+#define SP_GEN_SPARE_CO 16
+
 struct sp_gen {
     lua_State *L;
     int refs;
@@ -47,6 +49,11 @@ struct sp_gen {
     int run_ref;               /* the prelude's request runner */
     int auth_ref;              /* scripts' resolver of token claims to a user, or LUA_NOREF */
     struct sp_conf *own_conf;  /* a reload's settings (conf), freed with the generation; or NULL */
+    /* Coroutines of requests that returned normally, kept (by a registry reference) for the
+     * next requests: a fresh thread and its stack are allocated, then collected, per request. */
+    lua_State *spare_co[SP_GEN_SPARE_CO];
+    int spare_ref[SP_GEN_SPARE_CO];
+    int nspare_co;
 };
 
 /* Loads scripts/init.lua (and whatever it requires) into a new state, the spacer module made

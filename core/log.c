@@ -50,8 +50,23 @@ void sp_json_escape_n(char *buf, size_t cap, size_t *len, const char *s, size_t 
     size_t n = *len;
     const char *end = s + slen;
 
-    for (; s < end && n + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
+    while (s < end && n + 7 < cap) {
+        /* a run of bytes as they are, copied at once */
+        const char *run = s;
+        size_t room = cap - 7 - n, k;
+        while (s < end && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
+            s++;
+        k = (size_t)(s - run);
+        if (k > room) {
+            memcpy(buf + n, run, room);
+            n += room;
+            break;
+        }
+        memcpy(buf + n, run, k);
+        n += k;
+        if (s == end || n + 7 >= cap)
+            break;
+        unsigned char ch = (unsigned char)*s++;
         if (ch == '"' || ch == '\\') {
             buf[n++] = '\\';
             buf[n++] = (char)ch;

@@ -416,6 +416,42 @@ static void stop_waiting(struct sp_req *req)
         req->pending--;
 }
 
+/* A coroutine for a request: a spare one of the generation, or a new one. */
+static lua_State *co_take(struct sp_req *req)
+{
+    struct sp_gen *gen = req->gen;
+    lua_State *co;
+
+    if (gen->nspare_co > 0) {
+        gen->nspare_co--;
+        req->co_ref = gen->spare_ref[gen->nspare_co];
+        return gen->spare_co[gen->nspare_co];
+    }
+    co = lua_newthread(gen->L);
+    req->co_ref = luaL_ref(gen->L, LUA_REGISTRYINDEX);
+    return co;
+}
+
+/* A coroutine that returned (or never started) is as good as new once emptied: kept for the
+ * next request. One that failed, yields or was cancelled (its to-be-closed variables were
+ * closed, its waits may still come back) is left to the collector. */
+static void co_release(struct sp_req *req)
+{
+    struct sp_gen *gen = req->gen;
+    lua_State *co = req->co;
+
+    req->co = NULL;
+    if (!req->cancelled && req->pending == 0 && gen->running == NULL &&
+        lua_status(co) == LUA_OK && gen->nspare_co < SP_GEN_SPARE_CO) {
+        lua_settop(co, 0);
+        sp_gen_set_req(co, NULL);
+        gen->spare_co[gen->nspare_co] = co;
+        gen->spare_ref[gen->nspare_co++] = req->co_ref;
+        return;
+    }
+    luaL_unref(gen->L, LUA_REGISTRYINDEX, req->co_ref);
+}
+
 static void req_free(struct sp_req *req)
 {
     struct sp_host *host = req->w;
@@ -424,7 +460,7 @@ static void req_free(struct sp_req *req)
     sp_req_release_pins(req);
     free(req->cache_key);
     if (req->co != NULL)
-        luaL_unref(req->gen->L, LUA_REGISTRYINDEX, req->co_ref);
+        co_release(req);
     sp_gen_unref(req->gen);
     sp_buf_free(&req->out.head);
     free(req);
@@ -653,10 +689,37 @@ void sp_req_cancel(struct sp_http_req *hr)
         req_free(req);
 }
 
+/* "%08x-%d-%llx" of salt, worker and sequence, without printf (it is once per request). */
 void sp_req_make_id(struct sp_host *host, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%08x-%d-%llx", host->id_salt, host->index,
-             (unsigned long long)++host->reqseq);
+    static const char hex[] = "0123456789abcdef";
+    char tmp[64];
+    size_t n = 0, k;
+    uint64_t seq = ++host->reqseq;
+    unsigned idx = host->index < 0 ? 0 : (unsigned)host->index;
+    char digits[24];
+
+    for (int i = 7; i >= 0; i--)
+        tmp[n++] = hex[(host->id_salt >> (4 * i)) & 0xf];
+    tmp[n++] = '-';
+    k = 0;
+    do
+        digits[k++] = (char)('0' + idx % 10);
+    while ((idx /= 10) != 0);
+    while (k > 0)
+        tmp[n++] = digits[--k];
+    tmp[n++] = '-';
+    do
+        digits[k++] = hex[seq & 0xf];
+    while ((seq >>= 4) != 0);
+    while (k > 0)
+        tmp[n++] = digits[--k];
+    if (cap == 0)
+        return;
+    if (n > cap - 1)
+        n = cap - 1;
+    memcpy(buf, tmp, n);
+    buf[n] = '\0';
 }
 
 /* An X-Request-Id from the client is kept when it is short and printable. */
@@ -783,10 +846,10 @@ static void push_request(struct sp_req *req, lua_State *co, const struct sp_matc
         peer = sp_http_req_header(hr, "X-Forwarded-For");
     if (peer != NULL) {
         snprintf(peer_buf, sizeof(peer_buf), "%.*s", (int)strcspn(peer, ", "), peer);
+        lua_pushstring(co, peer_buf);
     } else {
-        snprintf(peer_buf, sizeof(peer_buf), "%s", hr->peer);
+        lua_pushlstring(co, hr->peer ? hr->peer : "", hr->peer ? strnlen(hr->peer, 63) : 0);
     }
-    lua_pushstring(co, peer_buf);
     lua_setfield(co, -2, "ip");
 }
 
@@ -899,7 +962,11 @@ void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req
     hr->data = req;
     req->start_us = sp_now_us();
     req->co_ref = LUA_NOREF;
-    snprintf(req->method, sizeof(req->method), "%s", method);
+    {
+        size_t mlen = strnlen(method, sizeof(req->method) - 1);
+        memcpy(req->method, method, mlen);
+        req->method[mlen] = '\0';
+    }
     w->inflight++;
     req->gen = gen = w->gen;
     assign_id(req);
@@ -930,9 +997,7 @@ void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req
     if (m.route->etag && strcmp(method, "GET") == 0 && cache_answer(req, path, hr->query))
         goto done;
     L = gen->L;
-    co = lua_newthread(L);
-    req->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    req->co = co;
+    req->co = co = co_take(req);
     sp_gen_set_req(co, req);
     sp_gen_arm_limits(gen, co);
 

@@ -16,9 +16,13 @@ struct sp_seg {
     size_t len;
 };
 
+#define NSEG_BUCKETS 8 /* routes by their number of segments; the last holds the longer ones */
+
 struct sp_router {
     struct sp_route **routes;
     int n, cap;
+    int *bucket[NSEG_BUCKETS]; /* indices into routes, in declaration order */
+    int nbucket[NSEG_BUCKETS];
 };
 
 struct sp_router *sp_router_new(void)
@@ -52,6 +56,8 @@ void sp_router_free(struct sp_router *r)
     for (int i = 0; i < r->n; i++)
         route_free(r->routes[i]);
     free(r->routes);
+    for (int b = 0; b < NSEG_BUCKETS; b++)
+        free(r->bucket[b]);
     free(r);
 }
 
@@ -166,6 +172,14 @@ int sp_router_add(struct sp_router *r, const char *method, const char *pattern,
     if (r->n == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 32;
         r->routes = realloc(r->routes, sizeof(*r->routes) * (size_t)r->cap);
+    }
+    {
+        int b = rt->nseg < NSEG_BUCKETS ? rt->nseg : NSEG_BUCKETS - 1;
+        int *grown = realloc(r->bucket[b], sizeof(int) * (size_t)(r->nbucket[b] + 1));
+        if (grown == NULL)
+            abort();
+        r->bucket[b] = grown;
+        r->bucket[b][r->nbucket[b]++] = r->n;
     }
     r->routes[r->n++] = rt;
     *out = rt;
@@ -288,8 +302,9 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
     m->allow[0] = '\0';
     if (path_shape(path, &sh) != 0)
         return SP_MATCH_NOT_FOUND;
-    for (int i = 0; i < r->n; i++) {
-        struct sp_route *rt = r->routes[i];
+    int b = sh.nseg < NSEG_BUCKETS ? sh.nseg : NSEG_BUCKETS - 1;
+    for (int k = 0; k < r->nbucket[b]; k++) {
+        struct sp_route *rt = r->routes[r->bucket[b][k]];
         if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0)
             continue;
         path_known = 1;
@@ -319,8 +334,9 @@ int sp_router_allow(const struct sp_router *r, const char *path, char *buf, size
     buf[0] = '\0';
     if (path_shape(path, &sh) != 0)
         return 0;
-    for (int i = 0; i < r->n; i++) {
-        struct sp_route *rt = r->routes[i];
+    int b = sh.nseg < NSEG_BUCKETS ? sh.nseg : NSEG_BUCKETS - 1;
+    for (int k = 0; k < r->nbucket[b]; k++) {
+        struct sp_route *rt = r->routes[r->bucket[b][k]];
         if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0 || strstr(buf, rt->method))
             continue;
         if (len + strlen(rt->method) + 3 >= cap)

@@ -510,6 +510,51 @@ static void test_long_routes(void **state)
     }
 }
 
+/* "/first/a/a..." with n segments in all */
+static void shape_path(char *buf, size_t cap, const char *first, int n, const char *end)
+{
+    size_t len = (size_t)snprintf(buf, cap, "/%s", first);
+
+    for (int i = 1; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "/a");
+    snprintf(buf + len, cap - len, "%s", end);
+}
+
+/* Routes are looked up by their number of segments and their first segment: at every length,
+ * the short ones and those past the buckets alike, each path still finds its route only. */
+static void test_lookup_by_shape(void **state)
+{
+    struct sp_router *r = *state;
+    struct sp_route *stat[12], *param[12];
+    char pattern[256], path[256];
+
+    for (int n = 1; n < 12; n++) {
+        shape_path(pattern, sizeof(pattern), "s", n, "");
+        stat[n] = add(r, "GET", pattern);
+        shape_path(pattern, sizeof(pattern), "{x:str}", n, "");
+        param[n] = add(r, "GET", pattern);
+    }
+    for (int n = 1; n < 12; n++) {
+        shape_path(path, sizeof(path), "s", n, "");
+        must_match(r, "GET", path, stat[n]);
+        shape_path(path, sizeof(path), "s", n, "/");
+        must_match(r, "GET", path, stat[n]);
+        shape_path(path, sizeof(path), "t", n, "");
+        struct sp_match m = must_match(r, "GET", path, param[n]);
+        param_is(&m, 0, "x", "t");
+        shape_path(path, sizeof(path), "st", n, "");
+        must_match(r, "GET", path, param[n]);
+        must_405(r, "POST", path, "GET");
+        shape_path(path, sizeof(path), "s", n, "//");
+        must_404(r, "GET", path);
+    }
+    shape_path(path, sizeof(path), "s", 12, "");
+    must_404(r, "GET", path);
+    must_404(r, "GET", "/");
+    must_404(r, "GET", "s");
+    must_404(r, "GET", "/s//a");
+}
+
 static void test_many_routes(void **state)
 {
     struct sp_router *r = *state;
@@ -586,6 +631,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_by_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_router_frees_roles, setup, teardown),
