@@ -462,8 +462,12 @@ static void req_free(struct sp_req *req)
     if (req->co != NULL)
         co_release(req);
     sp_gen_unref(req->gen);
-    sp_buf_free(&req->out.head);
-    free(req);
+    if (host->nspare_req < SP_HOST_SPARE_REQS && req->out.head.cap <= 4096) {
+        host->spare_req[host->nspare_req++] = req;
+    } else {
+        sp_buf_free(&req->out.head);
+        free(req);
+    }
     if (--host->inflight == 0 && host->draining && host->on_idle != NULL)
         host->on_idle(host);
 }
@@ -539,6 +543,11 @@ void sp_req_log_flush(struct sp_host *host, int final)
         if (host->log_idle != NULL)
             event_free(host->log_idle);
         host->log_flush = host->log_idle = NULL;
+        while (host->nspare_req > 0) {
+            struct sp_req *req = host->spare_req[--host->nspare_req];
+            sp_buf_free(&req->out.head);
+            free(req);
+        }
     }
 }
 
@@ -940,9 +949,25 @@ static int push_claims(struct sp_req *req, lua_State *co)
     return 0;
 }
 
+/* A zeroed request: a spare one (its header buffer kept, emptied) or a new one. */
+static struct sp_req *req_new(struct sp_host *host)
+{
+    struct sp_req *req;
+    struct sp_buf head;
+
+    if (host->nspare_req == 0)
+        return calloc(1, sizeof(*req));
+    req = host->spare_req[--host->nspare_req];
+    head = req->out.head;
+    memset(req, 0, sizeof(*req));
+    head.len = 0;
+    req->out.head = head;
+    return req;
+}
+
 void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req *hr)
 {
-    struct sp_req *req = calloc(1, sizeof(*req));
+    struct sp_req *req = req_new(w);
     const char *method = hr->method, *path = hr->path;
     struct sp_match m;
     struct sp_gen *gen;

@@ -40,6 +40,8 @@ struct sp_ops {
     void *ctx;
 };
 
+#define SP_HOST_SPARE_REQS 8
+
 struct sp_host {
     const struct sp_conf *conf;
     int index; /* the worker's number (0 in the runner) */
@@ -61,6 +63,9 @@ struct sp_host {
      * log_flush_tv, or when the loop has nothing else to do (log_idle, the lowest priority). */
     struct event *log_flush, *log_idle;
     struct timeval log_flush_tv;
+    /* Finished requests kept for the next ones (with their reply's header buffer). */
+    struct sp_req *spare_req[SP_HOST_SPARE_REQS];
+    int nspare_req;
 };
 
 #define SP_REQ_MAX_PINS 4
@@ -113,7 +118,8 @@ void sp_req_cancel(struct sp_http_req *hr);
 /* Sets up the buffered access log of spacer.conf (a worker, once its loop exists); -1 when
  * out of memory. Without it every access line is written at once. */
 int sp_req_log_start(struct sp_host *host);
-/* Writes the access lines still buffered; final: and frees the host's events (it ends). */
+/* Writes the access lines still buffered; final: and frees the host's events and spare
+ * requests (it ends). */
 void sp_req_log_flush(struct sp_host *host, int final);
 /* A fresh request id ("salt-worker-sequence"). */
 void sp_req_make_id(struct sp_host *host, char *buf, size_t cap);
