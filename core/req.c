@@ -514,8 +514,6 @@ void sp_req_release_pins(struct sp_req *req)
         sp_pool_release(req->pins[--req->npins]); /* rolls back an open transaction */
 }
 
-/* ---- a request's way ------------------------------------------------------------- */
-
 /* ---- the access log ----------------------------------------------------------------- */
 
 /* Buffered access lines (spacer.conf [http] access_log_buffer) leave in one write when the
@@ -649,6 +647,8 @@ static void access_log(struct sp_host *host, const char *id, const struct sp_rou
 
 #undef PUT
 #undef PUTS
+
+/* ---- a request's way ------------------------------------------------------------- */
 
 static void req_finish(struct sp_req *req)
 {
