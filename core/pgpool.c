@@ -13,7 +13,8 @@
  * own Sync (Prepare, Execute, Sync the first time a connection sees its SQL; Execute, Sync
  * after), so a failing statement aborts nothing but itself. With pipeline_depth > 1, when no
  * connection is idle, a plain query is sent behind those already in flight on the least loaded
- * unpinned connection (up to that depth): one backend wake-up and one read then serve several.
+ * unpinned connection whose statement in progress has not stalled (up to that depth): one
+ * backend wake-up and one read then serve several.
  * Results come back in order; c->inflight is that order. Acquires (transactions) and a
  * statement that opens a transaction (BEGIN, START) only ever get a connection with nothing in
  * flight, and nothing is sent behind them. */
