@@ -13,7 +13,8 @@
  * own Sync (Prepare, Execute, Sync the first time a connection sees its SQL; Execute, Sync
  * after), so a failing statement aborts nothing but itself. With pipeline_depth > 1, when no
  * connection is idle, a plain query is sent behind those already in flight on the least loaded
- * unpinned connection (up to that depth): one backend wake-up and one read then serve several.
+ * unpinned connection whose statement in progress has not stalled (up to that depth): one
+ * backend wake-up and one read then serve several.
  * Results come back in order; c->inflight is that order. Acquires (transactions) and a
  * statement that opens a transaction (BEGIN, START) only ever get a connection with nothing in
  * flight, and nothing is sent behind them. */
@@ -32,6 +33,7 @@
 #define PG_GUARD_SLACK_MS 500  /* the client guard gives the server's statement_timeout the lead */
 #define PG_DOWN_WAIT_MS   500  /* while no connection is up, the longest a request waits for one */
 #define PG_STMT_MAX       256  /* prepared statements per connection; beyond, run unnamed */
+#define PG_STALL_MIN_US   2000 /* a head running this long (or 4 typical statements) is stalled */
 #define PG_PARAMS_MAX     65535
 #define PG_APP_NAME       "spacer"
 
@@ -95,6 +97,8 @@ struct sp_pgconn {
     struct event *timer;
     int backoff_ms; /* the wait after the next failed connect */
     int flushing;   /* PQflush() has more to send */
+    uint64_t head_us; /* when the head of inflight started: its send from idle, or the answer
+                       * before it */
     int pinned;     /* lent by sp_pool_acquire() (lost while pinned: stays DOWN until returned) */
     int returning;  /* sp_pool_release() was called: give back once pinned_q is empty */
     struct pgq inflight; /* the statements sent, in the order their results come */
@@ -118,6 +122,7 @@ struct sp_pool {
     uint64_t kicked_us;       /* last connect started early for a waiting request */
     uint64_t connect_us;      /* when the latest connect attempt started */
     int unreachable;          /* the latest connect failed and none is up: fail fast */
+    uint64_t stmt_us;         /* running mean of how long a statement stays the head */
     int closing;
     char last_error[256]; /* "database unavailable: ...", the answer while down */
 };
@@ -146,6 +151,7 @@ static void conn_read(struct sp_pgconn *c);
 static void conn_keep(struct sp_pgconn *c, PGresult *res);
 static int conn_done(struct sp_pgconn *c);
 static void conn_guard(struct sp_pgconn *c);
+static void conn_timed(struct sp_pgconn *c);
 static int conn_check(struct sp_pgconn *c);
 static void conn_lost(struct sp_pgconn *c, const char *msg);
 static void conn_lost_pg(struct sp_pgconn *c);
@@ -464,19 +470,28 @@ static struct sp_pgconn *pool_free_conn(struct sp_pool *pool)
 
 /* With pipeline_depth > 1, when none is idle: the unpinned connection with the fewest
  * statements in flight, below the depth, whose statements are all plain ones (no rollback, no
- * BEGIN of its own); NULL when none. */
+ * BEGIN of its own) and whose head is not stalled; of equals, the one whose head started last.
+ * NULL when none: the request waits for the first connection to come free, as at depth 1.
+ * Stalled: the head has run longer than PG_STALL_MIN_US and four typical statements (a slow
+ * query, or a backend the machine keeps off the CPU, which on a loaded host lasts hundreds of
+ * ms). What is sent behind it cannot move to another connection, so nothing more goes there. */
 static struct sp_pgconn *pool_pipe_conn(struct sp_pool *pool)
 {
     struct sp_pgconn *best = NULL;
+    uint64_t now = sp_now_us(), stall = pool->stmt_us * 4;
     int i;
 
+    if (stall < PG_STALL_MIN_US)
+        stall = PG_STALL_MIN_US;
     for (i = 0; i < pool->conf.size; i++) {
         struct sp_pgconn *c = &pool->conns[i];
 
         if (c->state != CONN_BUSY || c->pinned || c->inflight.len >= pool->conf.pipeline_depth ||
-            c->inflight.head->kind != PGREQ_QUERY || c->inflight.tail->solo)
+            c->inflight.head->kind != PGREQ_QUERY || c->inflight.tail->solo ||
+            now > c->head_us + stall)
             continue;
-        if (best == NULL || c->inflight.len < best->inflight.len)
+        if (best == NULL || c->inflight.len < best->inflight.len ||
+            (c->inflight.len == best->inflight.len && c->head_us > best->head_us))
             best = c;
     }
     return best;
@@ -795,8 +810,10 @@ static void conn_start(struct sp_pgconn *c, struct pgreq *req)
     req->nres = 0;
     q_push(&c->inflight, req);
     c->state = CONN_BUSY;
-    if (c->inflight.len == 1)
+    if (c->inflight.len == 1) {
+        c->head_us = sp_now_us();
         conn_guard(c);
+    }
     if (req->kind == PGREQ_RESET) {
         req->step = PGREQ_EXECUTE;
         ok = PQsendQueryParams(c->pg, req->sql, 0, NULL, NULL, NULL, NULL, 0);
@@ -818,6 +835,16 @@ static void conn_start(struct sp_pgconn *c, struct pgreq *req)
         return;
     }
     conn_flush(c);
+}
+
+/* The head's answer came: its time joins the pool's running mean (1/8 weight), and the next
+ * statement in flight (if any) starts now. */
+static void conn_timed(struct sp_pgconn *c)
+{
+    uint64_t now = sp_now_us(), took = now - c->head_us;
+
+    c->pool->stmt_us = c->pool->stmt_us == 0 ? took : (c->pool->stmt_us * 7 + took) / 8;
+    c->head_us = now;
 }
 
 /* Arms c's guard for the statement at the head of inflight (the one the server runs now): the
@@ -948,6 +975,7 @@ static int conn_done(struct sp_pgconn *c)
     q_pop(&c->inflight);
     if (c->inflight.head == NULL)
         c->state = CONN_READY;
+    conn_timed(c);
     conn_guard(c);
     if (req->kind == PGREQ_RESET) {
         PQclear(res);

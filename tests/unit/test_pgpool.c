@@ -1086,6 +1086,37 @@ static void test_pipeline_many_on_one(void **state)
     sp_pool_free(pool);
 }
 
+/* A statement is not sent behind one that has stalled: with two connections at depth 4, one
+ * held by a long pg_sleep, the quick statements that come meanwhile all go to the other one
+ * (behind each other there), none behind the sleep; they are answered while it still runs. */
+static void test_pipeline_not_behind_stalled(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct qres slow, quick[4], warm;
+
+    t->depth = 4;
+    pool = pool_open(t, t->url, 2, 100, 5000, 0);
+    wait_idle(t, pool, 2);
+    for (int i = 0; i < 8; i++)
+        ok(t, pool, "SELECT 1", 0, NULL, &warm); /* a typical statement takes well under 75 ms */
+    memset(&slow, 0, sizeof(slow));
+    assert_int_equal(sp_pool_query(pool, "SELECT pg_sleep(2)", 0, NULL, on_query, &slow), 0);
+    loop_for(t, 300); /* the sleep is on the wire now, its connection stalled */
+    memset(quick, 0, sizeof(quick));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sp_pool_query(pool, "SELECT 2", 0, NULL, on_query, &quick[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        loop_until(t, &quick[i].done, 1, WAIT_MS);
+        assert_int_equal(quick[i].status, SP_PG_OK);
+        assert_string_equal(quick[i].val[0][0], "2");
+    }
+    assert_int_equal(slow.done, 0); /* all four were answered before the sleep ended */
+    loop_until(t, &slow.done, 1, WAIT_MS);
+    assert_int_equal(slow.status, SP_PG_OK);
+    sp_pool_free(pool);
+}
+
 /* A failing statement in the middle of a pipeline fails alone: a runtime error, a statement
  * that does not parse (its Prepare fails) sent twice while the first Prepare is in flight, and
  * the same new SQL twice (the second runs unnamed) all get their own answers. */
@@ -1280,6 +1311,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_fails_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_many_on_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_not_behind_stalled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_error_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_transactions_alone, setup, teardown),
