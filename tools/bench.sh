@@ -86,15 +86,17 @@ done
 [ -x "$SPACER" ] || die "$SPACER is missing (make RELEASE=1 spacer)"
 [ -x "$PY" ] || die "$PY is missing (make deps)"
 
+# A port below the kernel's ephemeral range (32768 and up: wrk's and pgbench's own
+# connections) that no socket uses, listening or not.
 free_port() {
     p=$1
-    while ss -ltnH 2>/dev/null | awk '{print $4}' | grep -q ":$p\$"; do p=$((p + 1)); done
+    while ss -tanH 2>/dev/null | awk '{print $4}' | grep -q ":$p\$"; do p=$((p + 1)); done
     echo "$p"
 }
 
 work=$(mktemp -d /tmp/spacer-bench.XXXXXX)
 chmod 755 "$work"
-pg_port=$(free_port $(( 30000 + $$ % 10000 )))
+pg_port=$(free_port $(( 20000 + $$ % 12000 )))
 http_port=$(free_port $(( pg_port + 1 )))
 nginx_port=$(free_port $(( http_port + 1 )))
 spacer_pid=""

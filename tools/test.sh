@@ -12,8 +12,10 @@ PY=/usr/bin/python3
 
 work=$(mktemp -d /tmp/spacer-test.XXXXXX)
 chmod 755 "$work"
-port=$(( 20000 + $$ % 20000 ))
-while ss -ltn 2>/dev/null | grep -q ":$port "; do port=$((port + 1)); done
+# Below the kernel's ephemeral range (32768 and up), so no outgoing connection of the tests
+# can hold it, and not used by any socket, listening or not.
+port=$(( 20000 + $$ % 12000 ))
+while ss -tanH 2>/dev/null | awk '{print $4}' | grep -q ":$port\$"; do port=$((port + 1)); done
 cleanup() {
     sh tools/devdb.sh destroy "$work/pg" >/dev/null 2>&1
     rm -rf "$work"
