@@ -20,6 +20,7 @@ struct sp_file {
     /* the store's own */
     int refs;
     int stale; /* the file changed on disk: no longer found, freed with its last reference */
+    int racy;  /* its times were too recent at the read to vouch for it: read it again */
     char *path; /* resolved (realpath) */
     unsigned long long dev, ino, size, mtime_ns, ctime_ns;
     struct sp_file *next;
@@ -27,8 +28,10 @@ struct sp_file {
 
 /* The file at path (resolved by the caller: realpath), at most max bytes. The same object,
  * with one more reference, when the store has that path and the file's device, inode, size,
- * modification and change times are what they were when it was read; else it is read now
- * (a read that blocks: for a generation's load, never for a request). On success *out holds
+ * modification and change times are what they were when it was read (times older than the
+ * read by 2 s or more: younger ones may not have ticked yet); else it is read now (a read that
+ * blocks: for a generation's load, never for a request), and the same object is still given
+ * when the bytes are the same. On success *out holds
  * a reference for the caller, to drop with sp_file_unref(); else -1 and err says why. */
 int sp_file_get(const char *path, size_t max, struct sp_file **out, sp_err *err);
 void sp_file_ref(struct sp_file *f);
