@@ -250,3 +250,46 @@ def a_client_gone_mid_body_leaves_the_worker_serving():
     finally:
         s.close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+# spacer.files.static: the rules of spacer.files.read (the project's files only, never a hidden
+# one nor the configuration), a handle that tells its size and ETag and gives its text.
+STATIC_RULES_ROUTES = r'''
+local results = {}
+local function try(name, path, max)
+  local file, err = spacer.files.static(path, max)
+  results[name] = file and { size = #file, etag = file.etag, text = file:text():sub(1, 9) }
+    or err
+end
+try("script", "scripts/init.lua")
+try("outside", "/etc/passwd")
+try("up", "web/../../../../../../../etc/passwd")
+try("hidden", ".gitignore")
+try("conf", "spacer.conf")
+try("dir", "web")
+try("missing", "web/nope.txt")
+try("limit", "scripts/init.lua", 10)
+spacer.get("/test/static", function() return 200, results end)
+spacer.get("/test/static-now", function()
+  return 200, { file = tostring(spacer.files.static("scripts/init.lua")) }
+end)
+'''
+
+
+@test
+def files_static_keeps_the_rules_of_files_read():
+    s = Server(workers=1, extra_routes=STATIC_RULES_ROUTES).start()
+    try:
+        r = s.get("/test/static").json
+        init = read_file(os.path.join(ROOT, "scripts", "init.lua"))
+        eq({"size": len(init), "etag": etag_of(init), "text": init[:9].decode()}, r["script"])
+        for name in ("outside", "up", "hidden"):
+            check("outside the working" in r[name], "%s: %s" % (name, r[name]))
+        check("configuration file" in r["conf"], r)
+        check("not a regular file" in r["dir"], r)
+        check("No such file" in r["missing"], r)
+        check("larger than the limit" in r["limit"], r)
+        error_body(s.get("/test/static-now"), 500)
+        check("only while a generation loads" in s.logs(), s.logs())
+    finally:
+        s.close()
