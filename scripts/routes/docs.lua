@@ -389,6 +389,12 @@ local function document_set()
   return files
 end
 
+-- Where no request follows (`spacer check`, the master's load at start-up: no worker), it is
+-- built at load, so a declaration the document cannot take stops there with its file:line.
+if spacer.worker.index < 0 then
+  spacer.on_loaded(document_set)
+end
+
 function _M.document()
   return document_set().files["apispec.json"].body
 end

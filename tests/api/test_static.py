@@ -293,3 +293,29 @@ def files_static_keeps_the_rules_of_files_read():
         check("only while a generation loads" in s.logs(), s.logs())
     finally:
         s.close()
+
+
+@test
+def check_builds_the_document_that_workers_build_on_demand():
+    # Workers build /apispec.json on its first request; `spacer check` (and the master at
+    # start-up) build it at load, so a declaration it cannot take is caught before serving.
+    d = tempfile.mkdtemp(prefix="spacer-check-")
+    try:
+        scripts = os.path.join(d, "scripts")
+        shutil.copytree(os.path.join(ROOT, "scripts"), scripts)
+        with open(os.path.join(scripts, "routes", "undocumentable.lua"), "w") as f:
+            f.write('spacer.get("/test/x", { responses = { [418] = { description = "x", '
+                    'schema = print } } }, function() return 200, {} end)\n')
+        with open(os.path.join(scripts, "init.lua"), "a") as f:
+            f.write('\nrequire("routes.undocumentable")\n')
+        env = dict(os.environ, SPACER_SCRIPTS_DIR=scripts)
+        r = subprocess.run([BIN, "check"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=60)
+        check(r.returncode != 0, "spacer check passed: " + r.stdout + r.stderr)
+        check("docs.lua:" in r.stderr + r.stdout and "cannot encode json" in r.stderr + r.stdout,
+              r.stdout + r.stderr)
+        r = subprocess.run([BIN, "check"], cwd=ROOT, env=dict(os.environ), capture_output=True,
+                           text=True, timeout=60)
+        eq(0, r.returncode, r.stdout + r.stderr)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
