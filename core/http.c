@@ -67,6 +67,12 @@ struct sp_http_conn {
     struct sp_buf out;
     size_t out_off;
     struct sp_buf head; /* the response head being written (reused) */
+    /* A body written without a copy (sp_http_respond_ref), after out: its unwritten rest,
+     * held until it is written or the connection closes, then released. */
+    const char *held;
+    size_t held_len;
+    void (*held_release)(void *arg);
+    void *held_arg;
     int reading; /* rev is added */
     int writing; /* wev is added */
 
@@ -326,37 +332,86 @@ static void want_read(struct sp_http_conn *c, int on)
         event_del(c->rev);
 }
 
-/* Writes iov now as far as the socket takes it; keeps the rest. 0, or -1 when the peer is gone. */
-static int conn_writev(struct sp_http_conn *c, struct iovec *iov, int n)
+/* Output not yet written: in out, or a held body. */
+static int out_pending(const struct sp_http_conn *c)
+{
+    return c->out.len > c->out_off || c->held_release != NULL;
+}
+
+/* Lets the held body go (written, or the connection ends). */
+static void held_drop(struct sp_http_conn *c)
+{
+    void (*release)(void *arg) = c->held_release;
+
+    if (release == NULL)
+        return;
+    c->held_release = NULL;
+    c->held = NULL;
+    c->held_len = 0;
+    release(c->held_arg);
+}
+
+/* Writes iov now as far as the socket takes it; keeps the rest: copies it, but for the last
+ * iov when release is given: that one is held, without a copy, until written, then
+ * release(arg) is called (at once when nothing of it is left). 0, or -1 when the peer is gone
+ * (release called). */
+static int conn_writev_held(struct sp_http_conn *c, struct iovec *iov, int n,
+                            void (*release)(void *arg), void *arg)
 {
     ssize_t w = 0;
     size_t total = 0;
+    int behind;
 
+    if (c->held_release != NULL) { /* more output behind a held body: it is copied, in order */
+        sp_buf_add(&c->out, c->held, c->held_len);
+        held_drop(c);
+    }
+    behind = c->out.len > c->out_off;
     for (int i = 0; i < n; i++)
         total += iov[i].iov_len;
-    if (c->out.len > c->out_off || c->fd < 0) {
+    if (behind || c->fd < 0) {
         w = c->fd < 0 ? (ssize_t)total : 0; /* behind earlier output, or nowhere to go */
     } else {
         do
             w = writev(c->fd, iov, n);
         while (w < 0 && errno == EINTR);
         if (w < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                if (release != NULL)
+                    release(arg);
                 return -1;
+            }
             w = 0;
         }
     }
     for (int i = 0; i < n; i++) {
         size_t skip = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
+        const char *rest = (const char *)iov[i].iov_base + skip;
         w -= (ssize_t)skip;
-        if (iov[i].iov_len > skip)
-            sp_buf_add(&c->out, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+        if (iov[i].iov_len == skip)
+            continue;
+        if (release != NULL && i == n - 1 && !behind) {
+            c->held = rest;
+            c->held_len = iov[i].iov_len - skip;
+            c->held_release = release;
+            c->held_arg = arg;
+            release = NULL;
+        } else {
+            sp_buf_add(&c->out, rest, iov[i].iov_len - skip);
+        }
     }
-    if (c->out.len > c->out_off) {
+    if (release != NULL)
+        release(arg); /* written, or copied */
+    if (out_pending(c)) {
         want_write(c, 1);
         timer_set(c, c->h->tv_read);
     }
     return 0;
+}
+
+static int conn_writev(struct sp_http_conn *c, struct iovec *iov, int n)
+{
+    return conn_writev_held(c, iov, n, NULL, NULL);
 }
 
 /* The output is all written: what the connection does next. */
@@ -382,11 +437,18 @@ static void after_output(struct sp_http_conn *c)
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
     struct sp_http_conn *c = arg;
+    struct iovec iov[2];
+    size_t from_out;
+    int n = 0;
     ssize_t w;
 
     SP_UNUSED(what);
+    if (c->out.len > c->out_off)
+        iov[n++] = (struct iovec){c->out.data + c->out_off, c->out.len - c->out_off};
+    if (c->held_release != NULL)
+        iov[n++] = (struct iovec){(void *)c->held, c->held_len};
     do
-        w = write(fd, c->out.data + c->out_off, c->out.len - c->out_off);
+        w = writev(fd, iov, n);
     while (w < 0 && errno == EINTR);
     if (w < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -394,12 +456,20 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
         conn_close(c);
         return;
     }
-    c->out_off += (size_t)w;
-    if (c->out_off < c->out.len) {
+    from_out = (size_t)w < c->out.len - c->out_off ? (size_t)w : c->out.len - c->out_off;
+    c->out_off += from_out;
+    if (c->out_off == c->out.len)
+        c->out.len = c->out_off = 0;
+    if (c->held_release != NULL) {
+        c->held += (size_t)w - from_out;
+        c->held_len -= (size_t)w - from_out;
+        if (c->held_len == 0)
+            held_drop(c);
+    }
+    if (out_pending(c)) {
         timer_set(c, c->h->tv_read);
         return;
     }
-    c->out.len = c->out_off = 0;
     want_write(c, 0);
     timer_clear(c);
     after_output(c);
@@ -407,7 +477,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 
 static void conn_flush(struct sp_http_conn *c)
 {
-    if (c->out.len > c->out_off)
+    if (out_pending(c))
         return; /* on_write finishes */
     c->out.len = c->out_off = 0;
     after_output(c);
@@ -451,6 +521,13 @@ static void head_status(struct sp_buf *head, int status)
 
 void sp_http_respond(struct sp_http_conn *c, struct sp_http_req *r, int status,
                      struct sp_http_out *out, const char *body, size_t len)
+{
+    sp_http_respond_ref(c, r, status, out, body, len, NULL, NULL);
+}
+
+void sp_http_respond_ref(struct sp_http_conn *c, struct sp_http_req *r, int status,
+                         struct sp_http_out *out, const char *body, size_t len,
+                         void (*release)(void *arg), void *arg)
 {
     struct sp_http *h = c->h;
     struct sp_buf *head = &c->head;
@@ -498,7 +575,12 @@ void sp_http_respond(struct sp_http_conn *c, struct sp_http_req *r, int status,
     if (!keep)
         c->closing = 1;
     c->state = C_IDLE;
-    rc = conn_writev(c, iov, n); /* before the reset: body may be the request's own */
+    if (release != NULL && n == 1) {
+        release(arg); /* no body to hold (HEAD, 304, empty) */
+        release = NULL;
+    }
+    rc = conn_writev_held(c, iov, n, release, arg); /* before the reset: body may be the
+                                                      * request's own */
     reset_request(c);
     if (head->cap > 65536) {
         sp_buf_free(head);
@@ -849,7 +931,7 @@ static void conn_process(struct sp_http_conn *c)
         return;
     c->in_process = 1;
     while (!c->dead && (c->state == C_IDLE || c->state == C_HEAD || c->state == C_BODY) &&
-           !c->closing && c->out.len == c->out_off && c->in_off < c->in.len) {
+           !c->closing && !out_pending(c) && c->in_off < c->in.len) {
         const char *data = c->in.data + c->in_off;
         size_t avail = c->in.len - c->in_off, n;
 
@@ -914,11 +996,11 @@ static void conn_process(struct sp_http_conn *c)
         conn_close(c);
         return;
     }
-    if (c->closing && c->out.len == c->out_off && c->state != C_LINGER && c->state != C_BUSY) {
+    if (c->closing && !out_pending(c) && c->state != C_LINGER && c->state != C_BUSY) {
         after_output(c);
         return;
     }
-    if (c->state == C_IDLE && c->in.len == 0 && c->out.len == c->out_off) {
+    if (c->state == C_IDLE && c->in.len == 0 && !out_pending(c)) {
         if (c->eof || h->draining) {
             conn_close(c);
             return;
@@ -991,7 +1073,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 
     SP_UNUSED(fd);
     SP_UNUSED(what);
-    if (c->out.len > c->out_off || c->state == C_LINGER || c->state == C_IDLE) {
+    if (out_pending(c) || c->state == C_LINGER || c->state == C_IDLE) {
         conn_close(c); /* a client that does not read, a linger over, an idle keep-alive */
         return;
     }
@@ -1061,6 +1143,7 @@ static void conn_close(struct sp_http_conn *c)
         event_free(c->timer);
     if (c->fd >= 0)
         close(c->fd);
+    held_drop(c); /* a body still being written: its owner may free it now */
     in_release(c);
     sp_buf_free(&c->out);
     sp_buf_free(&c->head);

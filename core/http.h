@@ -85,6 +85,13 @@ void sp_http_out_remove(struct sp_http_out *o, const char *name);
 void sp_http_respond(struct sp_http_conn *c, struct sp_http_req *r, int status,
                      struct sp_http_out *out, const char *body, size_t len);
 
+/* As sp_http_respond(), but the body is not copied: it must stay as it is until release(arg)
+ * is called, once: when the body is written (at once when the socket takes it all, or it is
+ * not sent: HEAD, 304), or when the connection closes first. */
+void sp_http_respond_ref(struct sp_http_conn *c, struct sp_http_req *r, int status,
+                         struct sp_http_out *out, const char *body, size_t len,
+                         void (*release)(void *arg), void *arg);
+
 /* The request header of that name (case-insensitive), first one; NULL when absent. */
 const char *sp_http_req_header(const struct sp_http_req *r, const char *name);
 

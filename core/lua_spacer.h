@@ -27,6 +27,10 @@ int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err
  * as a shaper and runs it without a Lua call) */
 int sp_lua_time_format(lua_State *L);
 
+/* The shared file (files.h) of a spacer.files.static() value at idx, or NULL when the value
+ * is something else. The value's reference holds it while the value lives. */
+struct sp_file *sp_lua_tofile(lua_State *L, int idx);
+
 /* Raises a spacer.error with status, code and message from C.  [-0, +0, v] */
 int sp_lua_http_error(lua_State *L, int status, const char *code, const char *message);
 

@@ -1,9 +1,6 @@
 /* main.c: the `spacer` command: serve, and the tools of operators and integrators. */
 #include <errno.h>
 #include <event2/thread.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,20 +170,6 @@ static int cmd_create_admin(const struct sp_conf *conf, int argc, char **argv)
     return sp_runner_command(conf, "create_admin", 3, keys, values);
 }
 
-/* Each reload builds a generation that holds blocks of a megabyte and more (the documentation
- * page's scripts, the OpenAPI document) and frees the previous one's. glibc's default moves its
- * mmap threshold up to the size of the largest block freed, so after the first reload these
- * blocks come from the heap, between small long-lived ones, and the heap grows with every
- * reload without ever shrinking (1,000 reloads: several MB). A fixed threshold turns the
- * adjustment off: every block from 128 KiB on is mapped on its own and given back to the
- * system when freed. */
-static void malloc_tune(void)
-{
-#ifdef __GLIBC__
-    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-#endif
-}
-
 int main(int argc, char **argv)
 {
     const char *conf_path = NULL, *cmd;
@@ -209,7 +192,6 @@ int main(int argc, char **argv)
         printf("spacer %s\n", SP_VERSION);
         return 0;
     }
-    malloc_tune();
     /* Other threads (hashing) hand results to the loop: libevent must know about threads. */
     evthread_use_pthreads();
     if (load_conf(conf_path, &conf) != 0) {

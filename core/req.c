@@ -19,9 +19,11 @@
 #include "auth.h"
 #include "cache.h"
 #include "conf.h"
+#include "files.h"
 #include "gen.h"
 #include "json.h"
 #include "log.h"
+#include "lua_spacer.h"
 #include "metrics.h"
 #include "pglisten.h"
 #include "pgpool.h"
@@ -55,13 +57,17 @@ static void common_headers(struct sp_req *req)
     }
 }
 
-static void send_body(struct sp_req *req, int status, const char *ctype, const char *body,
-                      size_t len)
+/* release(arg), when given, is called once body may go (it is sent without a copy). */
+static void send_body_ref(struct sp_req *req, int status, const char *ctype, const char *body,
+                          size_t len, void (*release)(void *arg), void *arg)
 {
     req->status = status;
     req->bytes = len;
-    if (req->conn == NULL)
+    if (req->conn == NULL) {
+        if (release != NULL)
+            release(arg);
         return; /* cancelled, or a script test */
+    }
     common_headers(req);
     if (ctype != NULL)
         sp_http_out_add(&req->out, "Content-Type", ctype);
@@ -69,9 +75,15 @@ static void send_body(struct sp_req *req, int status, const char *ctype, const c
     access_log(req->w, req->id, req->route, req->method, req->http->path, status, len,
                sp_now_us() - req->start_us);
     req->http->data = NULL;
-    sp_http_respond(req->conn, req->http, status, &req->out, body, len);
+    sp_http_respond_ref(req->conn, req->http, status, &req->out, body, len, release, arg);
     req->conn = NULL; /* answered: the connection goes on without us */
     req->http = NULL;
+}
+
+static void send_body(struct sp_req *req, int status, const char *ctype, const char *body,
+                      size_t len)
+{
+    send_body_ref(req, status, ctype, body, len, NULL, NULL);
 }
 
 /* {"error": message, "code": code} (+ "message" on the old web app's paths) */
@@ -241,6 +253,7 @@ static void reply_tagged(struct sp_req *req, lua_State *co, int hidx, const stru
 static void reply_results(struct sp_req *req, int nres)
 {
     lua_State *co = req->co;
+    struct sp_file *file;
     struct sp_buf b = {0};
     sp_err err;
     int status;
@@ -265,6 +278,13 @@ static void reply_results(struct sp_req *req, int nres)
     }
     if (nres < 2 || lua_isnil(co, 2)) {
         send_body(req, status, NULL, NULL, 0);
+        return;
+    }
+    if ((file = sp_lua_tofile(co, 2)) != NULL) {
+        sp_file_ref(file); /* the connection's, till written: the generation may end first */
+        send_body_ref(req, status,
+                      has_header(req, "Content-Type") ? NULL : "application/octet-stream",
+                      file->data, file->len, sp_file_release, file);
         return;
     }
     if (lua_type(co, 2) == LUA_TSTRING) {

@@ -235,15 +235,23 @@ function spacer.on_loaded(fn)
   on_loaded[#on_loaded + 1] = fn
 end
 
--- spacer.files.read(path[, max_bytes]) -> content | nil, err: a read blocks the event loop,
--- so it is for a generation's load (assets kept in memory), never for a request.
+-- spacer.files.read(path[, max_bytes]) -> content | nil, err, and spacer.files.static(path[,
+-- max_bytes]) -> file | nil, err (the process's shared copy, a body sent without a copy): a
+-- read blocks the event loop, so they are for a generation's load (assets kept in memory),
+-- never for a request.
 if spacer.files then -- a host without the file opener (fuzzing) has none
-  local read = spacer.files.read
+  local read, static = spacer.files.read, spacer.files.static
   spacer.files.read = function(path, max_bytes)
     if not loading then
       error("spacer.files.read: only while a generation loads (a read blocks the loop)", 2)
     end
     return read(path, max_bytes)
+  end
+  spacer.files.static = function(path, max_bytes)
+    if not loading then
+      error("spacer.files.static: only while a generation loads (a read blocks the loop)", 2)
+    end
+    return static(path, max_bytes)
   end
 end
 

@@ -1,12 +1,14 @@
--- lib/static.lua: a few files answered from memory. They are read once while the generation
--- loads (spacer.files.read blocks, so never in a request), each with its content type and an
--- ETag made from its content; a request names a file of the set or gets a 404, so no path a
--- client sends ever reaches the file system.
+-- lib/static.lua: a few files answered from memory. They are taken while the generation loads
+-- (spacer.files.static reads, which blocks, so never in a request), each with its content type
+-- and an ETag made from its content; a request names a file of the set or gets a 404, so no
+-- path a client sends ever reaches the file system. A file from disk is the process's shared
+-- copy: a reload that finds it unchanged (same inode, size and times) neither reads nor copies
+-- it again, and the answer's body is written from that copy.
 --
 --   local set = static.new()
 --   local ok, err = static.load(set, dir, { "swagger-ui.css", "swagger-ui-bundle.js" })
---     Reads each name from dir into the set; on the first failure: nil, err (the set keeps
---     what was read before). A name is a plain file name: no "/" and no leading ".".
+--     Takes each name from dir into the set; on the first failure: nil, err (the set keeps
+--     what was taken before). A name is a plain file name: no "/" and no leading ".".
 --   static.add(set, name, body[, content_type])
 --     Adds content made by a script (a generated page). The type defaults from the name's
 --     extension.
@@ -43,16 +45,21 @@ function _M.add(set, name, body, content_type)
   }
 end
 
+-- A file of spacer.files.static: its ETag is computed once, by the core, the same way.
+local function add_file(set, name, file)
+  set.files[name] = { body = file, type = _M.content_type(name), etag = file.etag }
+end
+
 function _M.load(set, dir, names)
   for _, name in ipairs(names) do
     if name:find("/", 1, true) or name:sub(1, 1) == "." then
       error("static.load: \"" .. name .. "\" must be a plain file name", 2)
     end
-    local body, err = spacer.files.read(dir .. "/" .. name)
-    if not body then
+    local file, err = spacer.files.static(dir .. "/" .. name)
+    if not file then
       return nil, err
     end
-    _M.add(set, name, body)
+    add_file(set, name, file)
   end
   return true
 end

@@ -1,8 +1,9 @@
--- routes/docs.lua: the OpenAPI 3 document, made from the route declarations themselves once
--- every route is declared (spacer.on_loaded): methods, paths, path and query parameters with
+-- routes/docs.lua: the OpenAPI 3 document, made from the route declarations themselves on its
+-- first request in a generation (so a reload costs no build when nobody reads it): methods, paths, path and query parameters with
 -- the very rules that validate them, bodies, answers and their errors, auth and roles; and
--- Swagger UI to read it, served from memory (lib/static.lua) out of the npm package
--- swagger-ui-dist that `make deps` installs ([docs] swagger_ui_dir): no other host involved.
+-- Swagger UI to read it, served from memory (lib/static.lua: the process's one copy, shared by
+-- generations) out of the npm package swagger-ui-dist that `make deps` installs ([docs]
+-- swagger_ui_dir): no other host involved.
 local api = require("lib.api")
 local openapi = require("lib.openapi")
 local static = require("lib.static")
@@ -380,12 +381,22 @@ end
 
 load_ui()
 
-spacer.on_loaded(function()
-  static.add(files, "apispec.json", build(), "application/json; charset=utf-8")
-end)
+-- The route table does not change within a generation: built once, on first use.
+local function document_set()
+  if not files.files["apispec.json"] then
+    static.add(files, "apispec.json", build(), "application/json; charset=utf-8")
+  end
+  return files
+end
+
+-- Where no request follows (`spacer check`, the master's load at start-up: no worker), it is
+-- built at load, so a declaration the document cannot take stops there with its file:line.
+if spacer.worker.index < 0 then
+  spacer.on_loaded(document_set)
+end
 
 function _M.document()
-  return files.files["apispec.json"].body
+  return document_set().files["apispec.json"].body
 end
 
 local function page_answer(req, name, cache)
@@ -410,7 +421,7 @@ spacer.get("/apispec.json", {
   result = { type = "object" },
   responses = { [304] = "unchanged since the ETag given in If-None-Match" },
 }, function(req)
-  return static.answer(req, files, "apispec.json", PAGE_CACHE)
+  return static.answer(req, document_set(), "apispec.json", PAGE_CACHE)
 end)
 
 spacer.get("/apidocs", {

@@ -57,6 +57,11 @@ test("spacer.files.read is refused once the generation has loaded", function()
   assert_true(tostring(e):find("only while a generation loads", 1, true) ~= nil, tostring(e))
 end)
 
+test("spacer.files.static is refused once the generation has loaded", function()
+  local e = caught(function() spacer.files.static("scripts/init.lua") end)
+  assert_true(tostring(e):find("only while a generation loads", 1, true) ~= nil, tostring(e))
+end)
+
 test("schema rules become JSON Schema with bounds, enums and defaults", function()
   assert_eq({ type = "integer", minimum = 1, maximum = 100, default = 20,
     description = "items per page" }, openapi.rule(api.PAGE_QUERY.per_page))
