@@ -551,6 +551,87 @@ static int table_is_array(lua_State *L, int idx, lua_Integer *n)
 }
 
 static int enc_value(lua_State *L, int idx, struct sp_buf *out, int depth, int max_depth,
+                     sp_err *err);
+
+/* An object's members are written in the order of their keys' bytes. Lua's own table order
+ * depends on a hash seed that each Lua state draws from the clock and its addresses, so without
+ * sorting two workers — or two instances — could write the same table in different orders and
+ * give one answer two ETags. Each member's key and value are copied onto the stack (the key
+ * below, so the one on top stays lua_next's), then sorted by reference: no key is hashed
+ * twice. */
+struct member {
+    const char *key;
+    size_t len;
+    int slot; /* the key's stack slot; the value is the one above */
+};
+
+static int member_cmp(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int enc_object(lua_State *L, int idx, struct sp_buf *out, int depth, int max_depth,
+                      sp_err *err)
+{
+    struct member small[32], *m = small;
+    size_t n = 0, cap = sizeof(small) / sizeof(small[0]);
+    int base = lua_gettop(L), rc = -1;
+
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int t = lua_type(L, -2);
+
+        if (t != LUA_TNUMBER && t != LUA_TSTRING) {
+            sp_err_set(err, "cannot encode json: object key of type %s", luaL_typename(L, -2));
+            goto done;
+        }
+        if (!lua_checkstack(L, 4)) {
+            sp_err_set(err, "cannot encode json: out of stack");
+            goto done;
+        }
+        if (n == cap) {
+            struct member *bigger = malloc(2 * cap * sizeof(*m));
+            if (!bigger) {
+                sp_err_set(err, "cannot encode json: out of memory");
+                goto done;
+            }
+            memcpy(bigger, m, n * sizeof(*m));
+            if (m != small)
+                free(m);
+            m = bigger;
+            cap *= 2;
+        }
+        /* Stack: k, v -> k, v, k: the lower k is this member's key (a number becomes its
+         * string there, which lua_next never sees), the upper one lua_next's. */
+        lua_pushvalue(L, -2);
+        m[n].slot = lua_gettop(L) - 2;
+        m[n].key = lua_tolstring(L, m[n].slot, &m[n].len);
+        n++;
+    }
+    if (n > 1)
+        qsort(m, n, sizeof(*m), member_cmp);
+    sp_buf_addc(out, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            sp_buf_addc(out, ',');
+        sp_json_add_string(out, m[i].key, m[i].len);
+        sp_buf_addc(out, ':');
+        if (enc_value(L, m[i].slot + 1, out, depth + 1, max_depth, err) != 0)
+            goto done;
+    }
+    sp_buf_addc(out, '}');
+    rc = 0;
+done:
+    if (m != small)
+        free(m);
+    lua_settop(L, base);
+    return rc;
+}
+
+static int enc_value(lua_State *L, int idx, struct sp_buf *out, int depth, int max_depth,
                      sp_err *err)
 {
     size_t len;
@@ -606,39 +687,7 @@ static int enc_value(lua_State *L, int idx, struct sp_buf *out, int depth, int m
             sp_buf_addc(out, ']');
             return 0;
         }
-        sp_buf_addc(out, '{');
-        int first = 1;
-        lua_pushnil(L);
-        while (lua_next(L, idx) != 0) {
-            /* Stack: k, v — a numeric key is written from a string copy, because converting
-             * the key itself in place would confuse lua_next(). */
-            int extra = 0;
-            if (lua_type(L, -2) == LUA_TNUMBER) {
-                lua_pushvalue(L, -2);
-                s = lua_tolstring(L, -1, &len); /* Stack: k, v, kstr */
-                extra = 1;
-            } else if (lua_type(L, -2) == LUA_TSTRING) {
-                s = lua_tolstring(L, -2, &len);
-            } else {
-                sp_err_set(err, "cannot encode json: object key of type %s",
-                           luaL_typename(L, -2));
-                lua_pop(L, 2);
-                return -1;
-            }
-            if (!first)
-                sp_buf_addc(out, ',');
-            first = 0;
-            sp_json_add_string(out, s, len);
-            sp_buf_addc(out, ':');
-            int rc = enc_value(L, -1 - extra, out, depth + 1, max_depth, err);
-            lua_pop(L, 1 + extra); /* Stack: k */
-            if (rc != 0) {
-                lua_pop(L, 1);
-                return -1;
-            }
-        }
-        sp_buf_addc(out, '}');
-        return 0;
+        return enc_object(L, idx, out, depth, max_depth, err);
     default: break;
     }
     sp_err_set(err, "cannot encode json: value of type %s", luaL_typename(L, idx));

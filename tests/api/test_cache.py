@@ -213,6 +213,30 @@ def a_write_on_one_instance_reaches_the_cache_of_another():
 
 
 @test
+def two_instances_give_one_answer_one_etag():
+    """Behind a load balancer a client's If-None-Match reaches any instance: each must tag the
+    same answer alike (JSON objects are written in key order, not in Lua's per-process table
+    order)."""
+    s = server()
+    other = Server(workers=2).start()
+    try:
+        _, owner = new_user(s, "owner")
+        w = word()
+        sid = new_space(s, owner, "Cache alike " + w)
+        for path in ["/api/spaces/spaces?q=%s&per_page=5" % w, "/api/spaces/spaces/%d" % sid,
+                     "/api/spaces?q=%s" % w]:
+            a, b = s.get(path), other.get(path)
+            eq(200, a.status, path)
+            eq(a.raw, b.raw, "%s: the same bytes from both instances" % path)
+            check(a.header("etag"), "%s: an ETag" % path)
+            eq(a.header("etag"), b.header("etag"), "%s: the same ETag from both instances" % path)
+            eq(304, other.get(path, headers={"If-None-Match": a.header("etag")}).status,
+               "%s: the first instance's tag is fresh on the second" % path)
+    finally:
+        other.close()
+
+
+@test
 def the_cache_can_be_turned_off_and_etags_stay():
     srv = Server(workers=1, env={"SPACER_CACHE_ENABLED": "off"}).start()
     try:

@@ -841,6 +841,33 @@ static void test_encode_strings(void **state)
     free(s);
 }
 
+/* Objects come out in the order of their keys' bytes whatever order Lua holds them in: one
+ * table must give the same bytes (and so the same ETag) in every worker and instance, and Lua's
+ * table order depends on a seed each state draws. Here the same keys are inserted in two orders,
+ * and a table large enough to leave the stack-sized buffer is checked too. */
+static void test_encode_sorts_keys(void **state)
+{
+    lua_State *L = *state;
+
+    ENC(L, "return {b = 1, a = 2, c = {z = true, y = false}}", "{\"a\":2,\"b\":1,\"c\":{\"y\":false,\"z\":true}}");
+    ENC(L, "local t = {} t.c = {y = false, z = true} t.a = 2 t.b = 1 return t",
+        "{\"a\":2,\"b\":1,\"c\":{\"y\":false,\"z\":true}}");
+    ENC(L, "return {ab = 1, a = 2, [\"\"] = 3, b = 4}", "{\"\":3,\"a\":2,\"ab\":1,\"b\":4}");
+    ENC(L, "return {[10] = 'x', [2] = 'y', [1.5] = 'z'}", "{\"1.5\":\"z\",\"10\":\"x\",\"2\":\"y\"}");
+
+    push_lua(L, "local t = {} for i = 100, 1, -1 do t[string.format('k%03d', i)] = i end return t");
+    char *got = encode_top(L);
+    char *p = got;
+    for (int i = 1; i <= 100; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "\"k%03d\":%d", i, i);
+        p = strstr(p, want);
+        if (!p)
+            fail_msg("member %d missing or out of order in %s", i, got);
+    }
+    free(got);
+}
+
 static void test_encode_keeps_stack_and_appends(void **state)
 {
     lua_State *L = *state;
@@ -1004,6 +1031,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_encode_depth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encode_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encode_keeps_stack_and_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_encode_sorts_keys, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("json", tests, NULL, NULL);
