@@ -386,6 +386,231 @@ static int claim_sub(const cJSON *payload, int64_t *out)
     return 0;
 }
 
+/* ---- verified tokens: a worker's cache ---------------------------------------------- */
+
+/* A token the worker has verified, keyed by its exact bytes. Everything sp_jwt_verify()
+ * decides but the clock (signature, algorithm, type, sub, role, jti) is a function of those
+ * bytes and the secret: a hit skips it, and checks exp and nbf against now as a miss would.
+ * A token that failed is never kept. Slots are reused CLOCK-wise (a hit sets ref). */
+struct jwt_entry {
+    char *token; /* NULL: a free slot */
+    size_t len;
+    uint64_t hash;
+    int32_t next; /* the bucket's chain, -1 at its end */
+    unsigned char ref;
+    struct sp_jwt_claims claims;
+};
+
+struct sp_jwt_cache {
+    struct jwt_entry *e;
+    size_t cap, n, hand;
+    int32_t *bucket;
+    uint32_t mask;
+    uint64_t seed;
+    unsigned char *secret; /* the secret the entries were verified with */
+    size_t secret_len;
+    uint64_t hits, misses;
+};
+
+static uint64_t jwt_hash(uint64_t seed, const char *s, size_t n)
+{
+    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull), w;
+
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    if (n > 0) {
+        w = 0;
+        memcpy(&w, s, n);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    }
+    h ^= h >> 29;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 32);
+}
+
+struct sp_jwt_cache *sp_jwt_cache_new(size_t capacity)
+{
+    struct sp_jwt_cache *c;
+    size_t nb = 16, i;
+
+    if (capacity == 0 || capacity > SP_JWT_CACHE_MAX)
+        return NULL;
+    while (nb < 2 * capacity)
+        nb *= 2;
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        return NULL;
+    c->cap = capacity;
+    c->mask = (uint32_t)(nb - 1);
+    c->e = calloc(capacity, sizeof(*c->e));
+    c->bucket = malloc(nb * sizeof(*c->bucket));
+    if (c->e == NULL || c->bucket == NULL) {
+        sp_jwt_cache_free(c);
+        return NULL;
+    }
+    for (i = 0; i < nb; i++)
+        c->bucket[i] = -1;
+    if (RAND_bytes((unsigned char *)&c->seed, (int)sizeof(c->seed)) != 1)
+        c->seed = (uint64_t)(uintptr_t)c ^ (uint64_t)time(NULL);
+    return c;
+}
+
+/* Drops slot i (in use) from its chain and frees its token. */
+static void jwt_cache_drop(struct sp_jwt_cache *c, size_t i)
+{
+    struct jwt_entry *e = &c->e[i];
+    int32_t *link = &c->bucket[e->hash & c->mask];
+
+    while (*link != (int32_t)i)
+        link = &c->e[*link].next;
+    *link = e->next;
+    free(e->token);
+    e->token = NULL;
+    e->ref = 0;
+    c->n--;
+}
+
+static void jwt_cache_flush(struct sp_jwt_cache *c)
+{
+    size_t i;
+
+    for (i = 0; i < c->cap; i++)
+        if (c->e[i].token != NULL)
+            jwt_cache_drop(c, i);
+    c->hand = 0;
+}
+
+void sp_jwt_cache_free(struct sp_jwt_cache *c)
+{
+    if (c == NULL)
+        return;
+    if (c->e != NULL && c->bucket != NULL)
+        jwt_cache_flush(c);
+    if (c->secret != NULL) {
+        OPENSSL_cleanse(c->secret, c->secret_len);
+        free(c->secret);
+    }
+    free(c->e);
+    free(c->bucket);
+    free(c);
+}
+
+/* The secret the entries speak for is conf's; when it changed, the entries go. */
+static int jwt_cache_secret(struct sp_jwt_cache *c, const struct sp_jwt_conf *conf)
+{
+    if (c->secret != NULL && c->secret_len == conf->secret_len &&
+        memcmp(c->secret, conf->secret, conf->secret_len) == 0)
+        return 0;
+    jwt_cache_flush(c);
+    if (c->secret != NULL) {
+        OPENSSL_cleanse(c->secret, c->secret_len);
+        free(c->secret);
+    }
+    c->secret_len = 0;
+    if ((c->secret = malloc(conf->secret_len)) == NULL)
+        return -1;
+    memcpy(c->secret, conf->secret, conf->secret_len);
+    c->secret_len = conf->secret_len;
+    return 0;
+}
+
+/* Keeps a verified token, in a free slot or the first CLOCK finds unused since its last turn. */
+static void jwt_cache_put(struct sp_jwt_cache *c,
+                          const char *token,
+                          size_t len,
+                          uint64_t hash,
+                          const struct sp_jwt_claims *claims)
+{
+    struct jwt_entry *e;
+    char *copy = malloc(len + 1);
+    size_t i;
+
+    if (copy == NULL)
+        return; /* not kept: the next request verifies again */
+    memcpy(copy, token, len);
+    copy[len] = '\0';
+    for (;;) {
+        i = c->hand;
+        c->hand = (c->hand + 1) % c->cap;
+        e = &c->e[i];
+        if (e->token == NULL)
+            break;
+        if (!e->ref) {
+            jwt_cache_drop(c, i);
+            break;
+        }
+        e->ref = 0;
+    }
+    e->token = copy;
+    e->len = len;
+    e->hash = hash;
+    e->ref = 0;
+    e->claims = *claims;
+    e->next = c->bucket[hash & c->mask];
+    c->bucket[hash & c->mask] = (int32_t)i;
+    c->n++;
+}
+
+int sp_jwt_verify_cached(struct sp_jwt_cache *c,
+                         const struct sp_jwt_conf *conf,
+                         const char *token,
+                         time_t now,
+                         struct sp_jwt_claims *out,
+                         sp_err *err)
+{
+    struct sp_jwt_claims claims;
+    size_t len;
+    uint64_t hash;
+    int32_t i;
+
+    if (c == NULL || jwt_conf_check(conf, err) != 0 || token == NULL)
+        return sp_jwt_verify(conf, token, now, out, err);
+    len = strnlen(token, SP_JWT_CACHE_MAX_TOKEN + 1);
+    if (len == 0 || len > SP_JWT_CACHE_MAX_TOKEN || jwt_cache_secret(c, conf) != 0)
+        return sp_jwt_verify(conf, token, now, out, err);
+    hash = jwt_hash(c->seed, token, len);
+    for (i = c->bucket[hash & c->mask]; i >= 0; i = c->e[i].next) {
+        struct jwt_entry *e = &c->e[i];
+        /* compared only when its seeded hash matches: no timing tells a probe anything */
+        if (e->hash != hash || e->len != len || memcmp(e->token, token, len) != 0)
+            continue;
+        /* the clock's checks, as sp_jwt_verify() makes them */
+        if (e->claims.exp <= (long long)now - conf->leeway_s) {
+            jwt_cache_drop(c, (size_t)i); /* it will never pass again */
+            sp_err_set(err, "token expired");
+            return -1;
+        }
+        if (e->claims.nbf > (long long)now + conf->leeway_s) {
+            sp_err_set(err, "token not yet valid");
+            return -1;
+        }
+        e->ref = 1;
+        c->hits++;
+        if (out != NULL)
+            *out = e->claims;
+        return 0;
+    }
+    c->misses++;
+    if (sp_jwt_verify(conf, token, now, &claims, err) != 0)
+        return -1;
+    jwt_cache_put(c, token, len, hash, &claims);
+    if (out != NULL)
+        *out = claims;
+    return 0;
+}
+
+void sp_jwt_cache_stats(const struct sp_jwt_cache *c,
+                        uint64_t *hits,
+                        uint64_t *misses,
+                        size_t *size)
+{
+    *hits = c != NULL ? c->hits : 0;
+    *misses = c != NULL ? c->misses : 0;
+    *size = c != NULL ? c->n : 0;
+}
+
 /* ---- passwords: the bcrypt calls both paths share ------------------------------------ */
 
 static int pw_check(const char *password, size_t len, sp_err *err)

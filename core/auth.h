@@ -36,6 +36,27 @@ int sp_jwt_issue(const struct sp_jwt_conf *conf, int64_t sub, const char *role, 
 int sp_jwt_verify(const struct sp_jwt_conf *conf, const char *token, time_t now,
                   struct sp_jwt_claims *out, sp_err *err);
 
+/* A worker's cache of verified tokens: a token seen again is not decoded, parsed and its
+ * HMAC computed again; exp and nbf are still checked against the clock on every call. Keyed
+ * by the token's exact bytes (a hash, then a full comparison), for one secret (a different
+ * one empties it), at most capacity tokens (a slot unused since CLOCK's last turn is reused).
+ * A token that fails verification is never kept. One thread only. */
+#define SP_JWT_CACHE_SIZE      4096   /* tokens a worker keeps */
+#define SP_JWT_CACHE_MAX       1000000
+#define SP_JWT_CACHE_MAX_TOKEN 2048   /* longer tokens are verified every time */
+
+struct sp_jwt_cache;
+
+/* NULL when out of memory or capacity is 0 or too large; free with sp_jwt_cache_free(). */
+struct sp_jwt_cache *sp_jwt_cache_new(size_t capacity);
+void sp_jwt_cache_free(struct sp_jwt_cache *cache); /* NULL is fine */
+
+/* As sp_jwt_verify(), same answers and reasons; cache NULL verifies every time. */
+int sp_jwt_verify_cached(struct sp_jwt_cache *cache, const struct sp_jwt_conf *conf,
+                         const char *token, time_t now, struct sp_jwt_claims *out, sp_err *err);
+void sp_jwt_cache_stats(const struct sp_jwt_cache *cache, uint64_t *hits, uint64_t *misses,
+                        size_t *size);
+
 /* ---- passwords ------------------------------------------------------------ */
 
 struct sp_hasher;

@@ -950,7 +950,9 @@ static int push_claims(struct sp_req *req, lua_State *co)
         send_error(req, 401, "missing_token", "authentication required: send a Bearer token");
         return -1;
     }
-    if (sp_jwt_verify(&jc, h + 7, time(NULL), &claims, &err) != 0) {
+    if (req->w->jwt_cache == NULL)
+        req->w->jwt_cache = sp_jwt_cache_new(SP_JWT_CACHE_SIZE); /* NULL: verified every time */
+    if (sp_jwt_verify_cached(req->w->jwt_cache, &jc, h + 7, time(NULL), &claims, &err) != 0) {
         sp_http_out_add(&req->out, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
         char msg[300];
         snprintf(msg, sizeof(msg), "invalid token: %s", err.msg);

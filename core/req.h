@@ -50,6 +50,7 @@ struct sp_host {
     struct sp_gen *gen; /* current generation (the host holds one reference) */
     struct sp_pool *pool;
     struct sp_hasher *hasher;
+    struct sp_jwt_cache *jwt_cache; /* verified tokens, made on first use (NULL: none yet) */
     struct sp_httpc *httpc; /* outbound HTTP (spacer.http), made on first use */
     struct sp_cache *cache;   /* public GET answers; NULL when off (and in the runner) */
     struct sp_listen *listen; /* change notifications: keep cache and the scripts' copies current */

@@ -232,12 +232,13 @@ static int match_one(const struct sp_route *rt, const char *path, struct sp_matc
 }
 
 /* A path's shape as match_one reads it: its number of segments (a trailing slash aside) and
- * its first segment; -1 when no route can match it. Routes of another shape are skipped
- * without a look at their segments: /healthz compares a handful of routes, not all. */
+ * its first two segments; -1 when no route can match it. Routes of another shape are skipped
+ * without a look at their other segments: /healthz compares a handful of routes, not all,
+ * and /api/users/profile not every /api/<x>/<y>. */
 struct shape {
     int nseg;
-    const char *first;
-    size_t first_len;
+    const char *first, *second;
+    size_t first_len, second_len;
 };
 
 static int path_shape(const char *path, struct shape *sh)
@@ -245,8 +246,8 @@ static int path_shape(const char *path, struct shape *sh)
     const char *p = path;
 
     sh->nseg = 0;
-    sh->first = NULL;
-    sh->first_len = 0;
+    sh->first = sh->second = NULL;
+    sh->first_len = sh->second_len = 0;
     if (p[0] == '/' && p[1] == '\0')
         return 0;
     while (*p == '/') {
@@ -257,10 +258,14 @@ static int path_shape(const char *path, struct shape *sh)
             p++;
         if (p == start)
             return -1;
-        if (sh->nseg++ == 0) {
+        if (sh->nseg == 0) {
             sh->first = start;
             sh->first_len = (size_t)(p - start);
+        } else if (sh->nseg == 1) {
+            sh->second = start;
+            sh->second_len = (size_t)(p - start);
         }
+        sh->nseg++;
     }
     return *p == '\0' ? 0 : -1;
 }
@@ -270,9 +275,13 @@ static int other_shape(const struct sp_route *rt, const struct shape *sh)
 {
     if (rt->nseg != sh->nseg)
         return 1;
-    return rt->nseg > 0 && rt->segs[0].kind == SEG_STATIC &&
-           (rt->segs[0].len != sh->first_len ||
-            memcmp(rt->segs[0].text, sh->first, sh->first_len) != 0);
+    if (rt->nseg > 0 && rt->segs[0].kind == SEG_STATIC &&
+        (rt->segs[0].len != sh->first_len ||
+         memcmp(rt->segs[0].text, sh->first, sh->first_len) != 0))
+        return 1;
+    return rt->nseg > 1 && rt->segs[1].kind == SEG_STATIC &&
+           (rt->segs[1].len != sh->second_len ||
+            memcmp(rt->segs[1].text, sh->second, sh->second_len) != 0);
 }
 
 /* Whether a outranks b, two routes that matched the same path (so with as many segments):
@@ -308,12 +317,8 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
         if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0)
             continue;
         path_known = 1;
-        if (strcmp(rt->method, method) != 0) {
-            if (!strstr(m->allow, rt->method) && alen + strlen(rt->method) + 3 < sizeof(m->allow))
-                alen += (size_t)snprintf(m->allow + alen, sizeof(m->allow) - alen, "%s%s",
-                                         alen ? ", " : "", rt->method);
+        if (strcmp(rt->method, method) != 0)
             continue;
-        }
         if (m->route == NULL || outranks(rt, m->route)) {
             *m = (struct sp_match){.route = rt, .nparams = tmp.nparams};
             memcpy(m->params, tmp.params, sizeof(tmp.params));
@@ -321,7 +326,18 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
     }
     if (m->route != NULL)
         return SP_MATCH_OK;
-    return path_known ? SP_MATCH_BAD_METHOD : SP_MATCH_NOT_FOUND;
+    if (!path_known)
+        return SP_MATCH_NOT_FOUND;
+    /* 405: the methods of the path, written only now (every route of the path has another) */
+    for (int k = 0; k < r->nbucket[b]; k++) {
+        struct sp_route *rt = r->routes[r->bucket[b][k]];
+        if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0)
+            continue;
+        if (!strstr(m->allow, rt->method) && alen + strlen(rt->method) + 3 < sizeof(m->allow))
+            alen += (size_t)snprintf(m->allow + alen, sizeof(m->allow) - alen, "%s%s",
+                                     alen ? ", " : "", rt->method);
+    }
+    return SP_MATCH_BAD_METHOD;
 }
 
 int sp_router_allow(const struct sp_router *r, const char *path, char *buf, size_t cap)

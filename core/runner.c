@@ -76,6 +76,7 @@ void sp_runner_free(struct sp_runner *r)
     sp_req_log_flush(&r->w, 1);
     sp_gen_unref(r->w.gen);
     sp_hasher_free(r->w.hasher);
+    sp_jwt_cache_free(r->w.jwt_cache);
     sp_pool_free(r->w.pool);
     sp_httpc_free(r->w.httpc);
     if (r->w.base)

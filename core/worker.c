@@ -509,6 +509,7 @@ done:
     sp_log_buffer_free(); /* the last lines, then the buffer */
     if (w.host.inflight == 0) {
         sp_hasher_free(w.host.hasher);
+        sp_jwt_cache_free(w.host.jwt_cache);
         sp_listen_free(w.host.listen);
         sp_cache_free(w.host.cache);
         sp_pool_free(w.host.pool);

@@ -290,12 +290,21 @@ function _M.logout()
   }
 end
 
+-- The profile as JSON text, made once per row lib/auth keeps: a row is never changed, a
+-- change to users makes lib/auth drop its rows, and with them (weak keys) their text.
+local profile_json = setmetatable({}, { __mode = "k" })
+
 function _M.profile(req)
   local row = auth.row(req.user.id) -- the row lib/auth just read for the token
   if not row then
     api.not_found("user")
   end
-  return 200, api.user(row)
+  local body = profile_json[row]
+  if not body then
+    body = spacer.json.raw(spacer.json.encode(api.user(row)))
+    profile_json[row] = body
+  end
+  return 200, body
 end
 
 function _M.update_profile(req)

@@ -436,11 +436,41 @@ def old_deployment_token_works_with_the_role_from_the_row():
 def token_of_a_deleted_user_is_401():
     s = server()
     _, user, token = new_user(s)
-    eq(200, s.get("/api/users/profile", token=token).status)
+    for _ in range(6):  # on fresh connections: every worker has verified and kept the token
+        eq(200, s.get("/api/users/profile", token=token, headers={"Connection": "close"}).status)
     r = s.delete("/api/users/users/%d" % user["id"], token=admin_token())
     eq(200, r.status, "delete: %r" % r)
     error_body(s.get("/api/users/profile", token=token), 401)
     error_body(s.get("/api/profile", token=token), 401)
+
+
+@test
+def a_kept_token_is_refused_at_its_expiry():
+    # A worker keeps the tokens it has verified; their exp is still read against the clock.
+    srv = Server(workers=1, env={"SPACER_AUTH_LEEWAY": "0"}).start()
+    try:
+        uid = admin_id()
+        exp = int(time.time()) + 4
+        token = jwt(claims(uid, exp=exp))
+        for _ in range(3):  # verified, then answered from the worker's copy
+            r = srv.get("/api/users/profile", token=token)
+            eq(200, r.status, "before its expiry: %r" % r)
+        while time.time() < exp + 1:
+            time.sleep(0.2)
+        for _ in range(2):
+            r = srv.get("/api/users/profile", token=token)
+            error_body(r, 401, "invalid_token")
+            check("token expired" in r.json["error"], "reason: %r" % r.json)
+        # a token of the same user, the same header and payload, another signature
+        good = jwt(claims(uid))
+        eq(200, srv.get("/api/users/profile", token=good).status)
+        head, payload, sig = good.split(".")
+        other = sig[:10] + ("A" if sig[10] != "A" else "B") + sig[11:]
+        r = srv.get("/api/users/profile", token=head + "." + payload + "." + other)
+        error_body(r, 401, "invalid_token")
+        eq(200, srv.get("/api/users/profile", token=good).status)
+    finally:
+        srv.close()
 
 
 @test

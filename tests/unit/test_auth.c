@@ -361,6 +361,169 @@ static void test_jwt_tampered(void **state)
     free(tok);
 }
 
+/* ---- the cache of verified tokens ----------------------------------------- */
+
+static void expect_cached_refused(struct sp_jwt_cache *cache,
+                                  const struct sp_jwt_conf *cf,
+                                  const char *tok,
+                                  time_t now,
+                                  const char *want)
+{
+    struct sp_jwt_claims c;
+    sp_err err = {{0}};
+
+    assert_int_equal(sp_jwt_verify_cached(cache, cf, tok, now, &c, &err), -1);
+    assert_true(err.msg[0] != '\0');
+    if (want != NULL)
+        assert_string_equal(err.msg, want);
+}
+
+static void cache_counts(struct sp_jwt_cache *cache, uint64_t hits, uint64_t misses, size_t size)
+{
+    uint64_t h, m;
+    size_t n;
+
+    sp_jwt_cache_stats(cache, &h, &m, &n);
+    assert_int_equal(h, hits);
+    assert_int_equal(m, misses);
+    assert_int_equal(n, size);
+}
+
+static void test_jwt_cache_hit_and_expiry(void **state)
+{
+    struct sp_jwt_cache *cache = sp_jwt_cache_new(8);
+    char *tok = NULL;
+    sp_err err = {{0}};
+    struct sp_jwt_claims c, d;
+    long exp = T0 + LIFETIME;
+
+    (void)state;
+    assert_non_null(cache);
+    assert_int_equal(sp_jwt_issue(&conf, 42, "admin", T0, &tok, &err), 0);
+    assert_int_equal(sp_jwt_verify_cached(cache, &conf, tok, T0, &c, &err), 0);
+    cache_counts(cache, 0, 1, 1);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(sp_jwt_verify_cached(cache, &conf, tok, exp + LEEWAY - 1, &d, &err), 0);
+    cache_counts(cache, 1, 1, 1);
+    assert_memory_equal(&c, &d, sizeof(c)); /* the same claims as the verification gave */
+    assert_int_equal(d.sub, 42);
+    assert_string_equal(d.role, "admin");
+    /* cached, then expired: refused at expiry, as an uncached verification would be */
+    expect_cached_refused(cache, &conf, tok, exp + LEEWAY, "token expired");
+    cache_counts(cache, 1, 1, 0);
+    expect_cached_refused(cache, &conf, tok, exp + LEEWAY, "token expired");
+    cache_counts(cache, 1, 2, 0); /* a refused token is not kept */
+    free(tok);
+    sp_jwt_cache_free(cache);
+}
+
+static void test_jwt_cache_not_yet_valid(void **state)
+{
+    struct sp_jwt_cache *cache = sp_jwt_cache_new(8);
+    struct sp_jwt_conf wide = conf;
+    char *tok = NULL;
+    sp_err err = {{0}};
+
+    (void)state;
+    assert_non_null(cache);
+    wide.leeway_s = 300;
+    assert_int_equal(sp_jwt_issue(&conf, 3, NULL, T0, &tok, &err), 0);
+    /* verified with a wide leeway, then checked again with today's: nbf is checked on a hit */
+    assert_int_equal(sp_jwt_verify_cached(cache, &wide, tok, T0 - 200, NULL, &err), 0);
+    expect_cached_refused(cache, &conf, tok, T0 - 200, "token not yet valid");
+    assert_int_equal(sp_jwt_verify_cached(cache, &conf, tok, T0, NULL, &err), 0);
+    cache_counts(cache, 1, 1, 1);
+    free(tok);
+    sp_jwt_cache_free(cache);
+}
+
+static void test_jwt_cache_tampered(void **state)
+{
+    struct sp_jwt_cache *cache = sp_jwt_cache_new(8);
+    char *tok = NULL, *forged;
+    sp_err err = {{0}};
+    size_t n;
+
+    (void)state;
+    assert_non_null(cache);
+    assert_int_equal(sp_jwt_issue(&conf, 7, "customer", T0, &tok, &err), 0);
+    assert_int_equal(sp_jwt_verify_cached(cache, &conf, tok, T0, NULL, &err), 0);
+    n = strlen(tok);
+    forged = strdup(tok);
+    assert_non_null(forged);
+    /* the same prefix, a character of the signature changed */
+    forged[n - 5] = forged[n - 5] == 'A' ? 'B' : 'A';
+    expect_cached_refused(cache, &conf, forged, T0, "bad signature");
+    /* a prefix of a cached token, and the token with one more character */
+    forged[n - 5] = tok[n - 5];
+    forged[n - 1] = '\0';
+    expect_cached_refused(cache, &conf, forged, T0, "bad signature");
+    free(forged);
+    forged = malloc(n + 2);
+    assert_non_null(forged);
+    snprintf(forged, n + 2, "%sA", tok);
+    expect_cached_refused(cache, &conf, forged, T0, NULL);
+    expect_cached_refused(cache, &conf, forged, T0, NULL); /* never kept */
+    cache_counts(cache, 0, 5, 1);
+    assert_int_equal(sp_jwt_verify_cached(cache, &conf, tok, T0, NULL, &err), 0);
+    cache_counts(cache, 1, 5, 1);
+    free(forged);
+    free(tok);
+    sp_jwt_cache_free(cache);
+}
+
+static void test_jwt_cache_other_secret(void **state)
+{
+    struct sp_jwt_cache *cache = sp_jwt_cache_new(8);
+    struct sp_jwt_conf other = {(const unsigned char *)"another-secret-another-secret-xx", 32,
+                                LIFETIME, LEEWAY};
+    char *tok = NULL;
+    sp_err err = {{0}};
+
+    (void)state;
+    assert_non_null(cache);
+    assert_int_equal(sp_jwt_issue(&conf, 1, "admin", T0, &tok, &err), 0);
+    assert_int_equal(sp_jwt_verify_cached(cache, &conf, tok, T0, NULL, &err), 0);
+    /* the secret changed (a reload): what the old one signed is verified again, and refused */
+    expect_cached_refused(cache, &other, tok, T0, "bad signature");
+    cache_counts(cache, 0, 2, 0);
+    free(tok);
+    sp_jwt_cache_free(cache);
+}
+
+static void test_jwt_cache_bounded(void **state)
+{
+    enum { CAP = 16, N = 100 };
+    struct sp_jwt_cache *cache = sp_jwt_cache_new(CAP);
+    char *toks[N];
+    sp_err err = {{0}};
+    struct sp_jwt_claims c;
+    int i;
+
+    (void)state;
+    assert_non_null(cache);
+    assert_null(sp_jwt_cache_new(0));
+    for (i = 0; i < N; i++) {
+        assert_int_equal(sp_jwt_issue(&conf, i + 1, NULL, T0, &toks[i], &err), 0);
+        assert_int_equal(sp_jwt_verify_cached(cache, &conf, toks[i], T0, &c, &err), 0);
+        assert_int_equal(c.sub, i + 1);
+        /* a token in use stays: CLOCK passes it over while newer ones come and go */
+        assert_int_equal(sp_jwt_verify_cached(cache, &conf, toks[0], T0, &c, &err), 0);
+        assert_int_equal(c.sub, 1);
+    }
+    cache_counts(cache, N, N, CAP);
+    /* every token still verifies, evicted or not, each with its own claims */
+    for (i = 0; i < N; i++) {
+        assert_int_equal(sp_jwt_verify_cached(cache, &conf, toks[i], T0, &c, &err), 0);
+        assert_int_equal(c.sub, i + 1);
+    }
+    sp_jwt_cache_stats(cache, &(uint64_t){0}, &(uint64_t){0}, &(size_t){0});
+    for (i = 0; i < N; i++)
+        free(toks[i]);
+    sp_jwt_cache_free(cache);
+    sp_jwt_cache_free(NULL);
+}
+
 static void test_jwt_garbage(void **state)
 {
     static const char *const junk[] = {
@@ -862,6 +1025,11 @@ int main(void)
         cmocka_unit_test(test_jwt_wrong_type),
         cmocka_unit_test(test_jwt_tampered),
         cmocka_unit_test(test_jwt_garbage),
+        cmocka_unit_test(test_jwt_cache_hit_and_expiry),
+        cmocka_unit_test(test_jwt_cache_not_yet_valid),
+        cmocka_unit_test(test_jwt_cache_tampered),
+        cmocka_unit_test(test_jwt_cache_other_secret),
+        cmocka_unit_test(test_jwt_cache_bounded),
         cmocka_unit_test(test_jwt_subject),
         cmocka_unit_test(test_jwt_old_deployment),
         cmocka_unit_test(test_password_hash_verify),

@@ -139,6 +139,32 @@ static void test_static_match(void **state)
     assert_ptr_equal(sp_router_at(r, 1), spaces);
 }
 
+/* Routes that share the first segment, or the first two, each keep their own paths: the
+ * second segment that skips a route is only ever a static one. */
+static void test_second_segment(void **state)
+{
+    struct sp_router *r = *state;
+    struct sp_route *profile = add(r, "GET", "/api/users/profile");
+    struct sp_route *user = add(r, "GET", "/api/users/{id}");
+    struct sp_route *any = add(r, "GET", "/api/{kind:str}/profile");
+    struct sp_route *spaces = add(r, "GET", "/api/spaces/profile");
+    struct sp_route *update = add(r, "PATCH", "/api/users/profile");
+
+    struct sp_match m = must_match(r, "GET", "/api/users/profile", profile);
+    assert_int_equal(m.nparams, 0);
+    m = must_match(r, "GET", "/api/users/7", user);
+    param_is(&m, 0, "id", "7");
+    m = must_match(r, "GET", "/api/spaces/profile", spaces);
+    m = must_match(r, "GET", "/api/rooms/profile/", any);
+    param_is(&m, 0, "kind", "rooms");
+    must_match(r, "PATCH", "/api/users/profile", update);
+    must_405(r, "PATCH", "/api/spaces/profile", "GET");
+    must_405(r, "DELETE", "/api/users/profile", "GET, PATCH");
+    must_404(r, "GET", "/api/users/x");
+    must_404(r, "GET", "/api/user/7");
+    must_404(r, "GET", "/api/rooms/profiles");
+}
+
 static void test_int_param(void **state)
 {
     struct sp_router *r = *state;
@@ -632,6 +658,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lookup_by_shape, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_router_frees_roles, setup, teardown),
