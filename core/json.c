@@ -507,7 +507,14 @@ static void add_number(struct sp_buf *out, lua_State *L, int idx)
         sp_buf_add(out, tmp, (size_t)n);
         return;
     }
-    double v = lua_tonumber(L, idx);
+    sp_json_add_float(out, lua_tonumber(L, idx));
+}
+
+void sp_json_add_float(struct sp_buf *out, double v)
+{
+    char tmp[64];
+    int n;
+
     if (!isfinite(v)) {
         sp_buf_add(out, "null", 4);
         return;
@@ -701,4 +708,206 @@ int sp_json_encode(lua_State *L, int idx, struct sp_buf *out, int max_depth, sp_
 
     lua_settop(L, top);
     return rc;
+}
+
+/* ---- scaling amounts in JSON text ------------------------------------------ */
+
+struct scale {
+    const char *p, *e;
+    const char *keys; /* ",amount,total," */
+    size_t keys_len;
+    double factor;
+    struct sp_buf *out;
+};
+
+static void sc_ws(struct scale *s)
+{
+    while (s->p < s->e && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* A string without escapes (PostgreSQL writes few): its content in *str, *len. -1 for one
+ * with a backslash, or unterminated: the caller decodes those the slow way. */
+static int sc_string(struct scale *s, const char **str, size_t *len)
+{
+    const char *start;
+
+    if (s->p >= s->e || *s->p != '"')
+        return -1;
+    start = ++s->p;
+    while (s->p < s->e && *s->p != '"') {
+        if (*s->p == '\\' || (unsigned char)*s->p < 0x20)
+            return -1;
+        s->p++;
+    }
+    if (s->p >= s->e)
+        return -1;
+    *str = start;
+    *len = (size_t)(s->p - start);
+    s->p++;
+    return 0;
+}
+
+static int sc_key_scaled(const struct scale *s, const char *key, size_t len)
+{
+    for (const char *k = s->keys, *end = s->keys + s->keys_len; k + len + 2 <= end; k++)
+        if (*k == ',' && k[len + 1] == ',' && memcmp(k + 1, key, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* A number as the decoder reads it and the encoder writes it back; divided by the factor
+ * when it is an integer and scaled. */
+static int sc_number(struct scale *s, int scaled)
+{
+    const char *start = s->p;
+    char tmp[64];
+    int is_float = 0;
+    size_t n;
+
+    if (s->p < s->e && *s->p == '-')
+        s->p++;
+    if (s->p >= s->e || *s->p < '0' || *s->p > '9' ||
+        (*s->p == '0' && s->p + 1 < s->e && s->p[1] >= '0' && s->p[1] <= '9'))
+        return -1; /* what the decoder refuses: -, .5, 01 */
+    while (s->p < s->e && ((*s->p >= '0' && *s->p <= '9') || *s->p == '.' || *s->p == 'e' ||
+                           *s->p == 'E' || *s->p == '+' || *s->p == '-')) {
+        if (*s->p < '0' || *s->p > '9')
+            is_float = 1;
+        s->p++;
+    }
+    n = (size_t)(s->p - start);
+    if (n >= sizeof(tmp) || start[n - 1] < '0' || start[n - 1] > '9')
+        return -1;
+    const char *dot = memchr(start, '.', n);
+    if (dot != NULL && (dot[1] < '0' || dot[1] > '9'))
+        return -1; /* 1.e5 */
+    memcpy(tmp, start, n);
+    tmp[n] = '\0';
+    if (!is_float) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(tmp, &end, 10);
+        if (errno != 0 || *end != '\0')
+            return -1;
+        if (scaled) {
+            sp_json_add_float(s->out, (double)v / s->factor);
+        } else {
+            int len = format_int(v, tmp);
+            sp_buf_add(s->out, tmp, (size_t)len);
+        }
+        return 0;
+    }
+    char *end;
+    double v = strtod(tmp, &end);
+    if (*end != '\0')
+        return -1;
+    sp_json_add_float(s->out, v);
+    return 0;
+}
+
+static int sc_value(struct scale *s, int scaled, int depth)
+{
+    const char *str;
+    size_t len;
+
+    if (depth > SP_JSON_MAX_DEPTH)
+        return -1;
+    sc_ws(s);
+    if (s->p >= s->e)
+        return -1;
+    switch (*s->p) {
+    case '"':
+        if (sc_string(s, &str, &len) != 0)
+            return -1;
+        sp_json_add_string(s->out, str, len);
+        return 0;
+    case '{':
+        s->p++;
+        sp_buf_addc(s->out, '{');
+        sc_ws(s);
+        if (s->p < s->e && *s->p == '}') {
+            s->p++;
+            sp_buf_addc(s->out, '}');
+            return 0;
+        }
+        for (;;) {
+            sc_ws(s);
+            if (sc_string(s, &str, &len) != 0)
+                return -1;
+            sp_json_add_string(s->out, str, len);
+            sc_ws(s);
+            if (s->p >= s->e || *s->p++ != ':')
+                return -1;
+            sp_buf_addc(s->out, ':');
+            if (sc_value(s, sc_key_scaled(s, str, len), depth + 1) != 0)
+                return -1;
+            sc_ws(s);
+            if (s->p < s->e && *s->p == ',') {
+                s->p++;
+                sp_buf_addc(s->out, ',');
+                continue;
+            }
+            if (s->p < s->e && *s->p == '}') {
+                s->p++;
+                sp_buf_addc(s->out, '}');
+                return 0;
+            }
+            return -1;
+        }
+    case '[':
+        s->p++;
+        sp_buf_addc(s->out, '[');
+        sc_ws(s);
+        if (s->p < s->e && *s->p == ']') {
+            s->p++;
+            sp_buf_addc(s->out, ']');
+            return 0;
+        }
+        for (;;) {
+            if (sc_value(s, 0, depth + 1) != 0)
+                return -1;
+            sc_ws(s);
+            if (s->p < s->e && *s->p == ',') {
+                s->p++;
+                sp_buf_addc(s->out, ',');
+                continue;
+            }
+            if (s->p < s->e && *s->p == ']') {
+                s->p++;
+                sp_buf_addc(s->out, ']');
+                return 0;
+            }
+            return -1;
+        }
+    case 't':
+    case 'f':
+    case 'n':
+        len = *s->p == 'f' ? 5 : 4;
+        if ((size_t)(s->e - s->p) < len ||
+            memcmp(s->p, *s->p == 't' ? "true" : *s->p == 'f' ? "false" : "null", len) != 0)
+            return -1;
+        sp_buf_add(s->out, s->p, len);
+        s->p += len;
+        return 0;
+    default: return sc_number(s, scaled);
+    }
+}
+
+int sp_json_scale(const char *text, size_t len, const char *keys, size_t keys_len,
+                  double factor, struct sp_buf *out)
+{
+    struct scale s = {text, text + len, keys, keys_len, factor, out};
+    size_t mark = out->len;
+
+    if (sc_value(&s, 0, 0) != 0) {
+        out->len = mark;
+        return -1;
+    }
+    sc_ws(&s);
+    if (s.p != s.e) {
+        out->len = mark;
+        return -1;
+    }
+    return 0;
 }

@@ -30,6 +30,15 @@ void sp_json_new_array(lua_State *L, int n);
 /* Marks the table at idx as a JSON array. */
 void sp_json_mark_array(lua_State *L, int idx);
 
+/* Appends v as the encoder writes a float: 500.5, 500.0; null when not finite. */
+void sp_json_add_float(struct sp_buf *out, double v);
+/* Appends the JSON text[0..len) as decoding and encoding it again would write it (compact,
+ * in the text's key order), with each integer that is the value of a key listed in keys
+ * (",amount,total,": comma-separated, commas around) divided by factor, written as a float:
+ * 50050 -> 500.5 for factor 100. -1 (out as it was) for invalid JSON, and for what this
+ * fast path leaves to the decoder: strings with escapes, numbers of 64 characters or more. */
+int sp_json_scale(const char *text, size_t len, const char *keys, size_t keys_len,
+                  double factor, struct sp_buf *out);
 /* Appends s as a JSON string literal, quotes included. */
 void sp_json_add_string(struct sp_buf *out, const char *s, size_t len);
 

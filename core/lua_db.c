@@ -228,6 +228,34 @@ static int shape_time(const char *v, struct sp_buf *out)
     return 0;
 }
 
+/* A spacer.json.scaler function as the shaper of {text, factor}: done here, without the Lua
+ * call. -1: not such a value, or one the fast path leaves (the Lua call then does it). */
+static int shape_scaled(lua_State *L, const char *v, struct sp_buf *out)
+{
+    struct sp_buf text = {0}, factor = {0};
+    size_t keys_len;
+    const char *keys;
+    char *end;
+    double f;
+    int is_null, rc = -1;
+
+    if (*v++ != '{' || !sp_pgjson_array_next(&v, &text, &is_null) || is_null ||
+        !sp_pgjson_array_next(&v, &factor, &is_null) || is_null || *v != '}')
+        goto done;
+    f = strtod(factor.data, &end);
+    if (*end != '\0' || end == factor.data)
+        goto done;
+    lua_getupvalue(L, -1, 1);
+    keys = lua_tolstring(L, -1, &keys_len);
+    if (keys != NULL)
+        rc = sp_json_scale(text.data, text.len, keys, keys_len, f, out);
+    lua_pop(L, 1);
+done:
+    sp_buf_free(&text);
+    sp_buf_free(&factor);
+    return rc;
+}
+
 /* Calls shapers[column](value) — for an array value, with its elements as the arguments —
  * and encodes what it answers; on failure the error message is left on the stack. */
 static int shaper_write(void *arg, const PGresult *res, int row, int col, struct sp_buf *out)
@@ -240,6 +268,11 @@ static int shaper_write(void *arg, const PGresult *res, int row, int col, struct
     lua_getfield(L, 1, PQfname(res, col));
     if (type == OID_TEXTARR && lua_tocfunction(L, -1) == sp_lua_time_format &&
         shape_time(PQgetvalue(res, row, col), out) == 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (type == OID_TEXTARR && lua_tocfunction(L, -1) == sp_lua_json_scale &&
+        shape_scaled(L, PQgetvalue(res, row, col), out) == 0) {
         lua_pop(L, 1);
         return 0;
     }

@@ -26,6 +26,9 @@ int sp_time_format(int64_t t, const char *tz, char *buf, size_t cap, sp_err *err
 /* spacer.time.format(epoch, zone) -> "2026-12-01T10:00:00+03:00" (spacer.db.json_with knows it
  * as a shaper and runs it without a Lua call) */
 int sp_lua_time_format(lua_State *L);
+/* What spacer.json.scaler(keys) answers: f(text, factor) -> raw JSON (json.h's sp_json_scale),
+ * keys its upvalue (",amount,total,"); spacer.db.json_with runs it without a Lua call. */
+int sp_lua_json_scale(lua_State *L);
 
 /* The shared file (files.h) of a spacer.files.static() value at idx, or NULL when the value
  * is something else. The value's reference holds it while the value lives. */

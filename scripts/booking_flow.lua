@@ -239,6 +239,10 @@ local function major(v, factor)
   return v
 end
 
+-- The keys of a breakdown whose integers are amounts in minor units (breakdown_major; the
+-- lists of routes/bookings.lua scale them with spacer.json.scaler).
+_M.BREAKDOWN_AMOUNTS = { "amount", "unit_amount", "subtotal", "tax", "total" }
+
 -- A quote or stored breakdown in major units: { currency, lines, subtotal, tax, total,
 -- hours, tax_rate_percent }.
 function _M.breakdown_major(b, currency)
