@@ -784,6 +784,20 @@ static int sc_number(struct scale *s, int scaled)
         return -1; /* 1.e5 */
     memcpy(tmp, start, n);
     tmp[n] = '\0';
+    if (!is_float && n <= 18) { /* fits: no overflow to check */
+        long long v = 0;
+        for (size_t i = start[0] == '-'; i < n; i++)
+            v = v * 10 + (start[i] - '0');
+        if (start[0] == '-')
+            v = -v;
+        if (scaled)
+            sp_json_add_float(s->out, (double)v / s->factor);
+        else if (v == 0)
+            sp_buf_addc(s->out, '0'); /* -0 too */
+        else
+            sp_buf_add(s->out, start, n); /* no leading zeros: as format_int writes it */
+        return 0;
+    }
     if (!is_float) {
         char *end;
         errno = 0;
@@ -817,10 +831,10 @@ static int sc_value(struct scale *s, int scaled, int depth)
     if (s->p >= s->e)
         return -1;
     switch (*s->p) {
-    case '"':
+    case '"': /* no escapes, no control bytes: what sp_json_add_string writes, quotes and all */
         if (sc_string(s, &str, &len) != 0)
             return -1;
-        sp_json_add_string(s->out, str, len);
+        sp_buf_add(s->out, str - 1, len + 2);
         return 0;
     case '{':
         s->p++;
@@ -835,7 +849,7 @@ static int sc_value(struct scale *s, int scaled, int depth)
             sc_ws(s);
             if (sc_string(s, &str, &len) != 0)
                 return -1;
-            sp_json_add_string(s->out, str, len);
+            sp_buf_add(s->out, str - 1, len + 2);
             sc_ws(s);
             if (s->p >= s->e || *s->p++ != ':')
                 return -1;

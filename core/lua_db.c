@@ -21,7 +21,7 @@
 
 /* PostgreSQL type OIDs we convert (pg_type.h). */
 enum {
-    OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_OID = 26, OID_JSON = 114,
+    OID_BOOL = 16, OID_TEXT = 25, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_OID = 26, OID_JSON = 114,
     OID_FLOAT4 = 700, OID_FLOAT8 = 701, OID_INT2ARR = 1005, OID_INT4ARR = 1007,
     OID_TEXTARR = 1009, OID_VARCHARARR = 1015, OID_INT8ARR = 1016, OID_TIMESTAMP = 1114,
     OID_TIMESTAMPTZ = 1184, OID_NUMERIC = 1700, OID_JSONB = 3802,
@@ -228,31 +228,26 @@ static int shape_time(const char *v, struct sp_buf *out)
     return 0;
 }
 
-/* A spacer.json.scaler function as the shaper of {text, factor}: done here, without the Lua
+/* A spacer.json.scaler function as the shaper of "factor text": done here, without the Lua
  * call. -1: not such a value, or one the fast path leaves (the Lua call then does it). */
-static int shape_scaled(lua_State *L, const char *v, struct sp_buf *out)
+static int shape_scaled(lua_State *L, const char *v, int len, struct sp_buf *out)
 {
-    struct sp_buf text = {0}, factor = {0};
     size_t keys_len;
-    const char *keys;
+    const char *keys, *space = memchr(v, ' ', (size_t)len);
     char *end;
     double f;
-    int is_null, rc = -1;
+    int rc = -1;
 
-    if (*v++ != '{' || !sp_pgjson_array_next(&v, &text, &is_null) || is_null ||
-        !sp_pgjson_array_next(&v, &factor, &is_null) || is_null || *v != '}')
-        goto done;
-    f = strtod(factor.data, &end);
-    if (*end != '\0' || end == factor.data)
-        goto done;
+    if (space == NULL)
+        return -1;
+    f = strtod(v, &end);
+    if (end != space || end == v)
+        return -1;
     lua_getupvalue(L, -1, 1);
     keys = lua_tolstring(L, -1, &keys_len);
     if (keys != NULL)
-        rc = sp_json_scale(text.data, text.len, keys, keys_len, f, out);
+        rc = sp_json_scale(space + 1, (size_t)(v + len - space - 1), keys, keys_len, f, out);
     lua_pop(L, 1);
-done:
-    sp_buf_free(&text);
-    sp_buf_free(&factor);
     return rc;
 }
 
@@ -271,8 +266,8 @@ static int shaper_write(void *arg, const PGresult *res, int row, int col, struct
         lua_pop(L, 1);
         return 0;
     }
-    if (type == OID_TEXTARR && lua_tocfunction(L, -1) == sp_lua_json_scale &&
-        shape_scaled(L, PQgetvalue(res, row, col), out) == 0) {
+    if (type == OID_TEXT && lua_tocfunction(L, -1) == sp_lua_json_scale &&
+        shape_scaled(L, PQgetvalue(res, row, col), PQgetlength(res, row, col), out) == 0) {
         lua_pop(L, 1);
         return 0;
     }

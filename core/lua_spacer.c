@@ -144,11 +144,25 @@ int sp_lua_json_scale(lua_State *L)
 {
     size_t len, keys_len;
     const char *text = luaL_checklstring(L, 1, &len);
-    double factor = (double)luaL_checknumber(L, 2);
+    double factor;
+
+    if (lua_isnoneornil(L, 2)) { /* "100 {...}": one column of a select list */
+        const char *space = memchr(text, ' ', len);
+        char *end;
+        factor = space ? strtod(text, &end) : 0;
+        if (space == NULL || end != space || end == text)
+            return luaL_error(L, "spacer.json.scaler: expected \"factor text\"");
+        len -= (size_t)(space + 1 - text);
+        text = space + 1;
+    } else {
+        factor = (double)luaL_checknumber(L, 2);
+    }
     const char *keys = lua_tolstring(L, lua_upvalueindex(1), &keys_len);
     struct sp_buf b = {0};
     sp_err err;
 
+    if (factor == 0 || factor != factor)
+        return luaL_error(L, "spacer.json.scaler: the factor must be a number other than 0");
     if (sp_json_scale(text, len, keys, keys_len, factor, &b) != 0) {
         if (sp_json_decode(L, text, len, SP_JSON_MAX_DEPTH, &err) != 0)
             return luaL_error(L, "spacer.json.scaler: %s", err.msg);
@@ -167,8 +181,9 @@ int sp_lua_json_scale(lua_State *L)
 
 /* spacer.json.scaler({"amount", "total"}) -> f(text, factor): the JSON text as a raw JSON
  * value (compact, in its key order) with every integer under one of the keys, at any depth,
- * divided by factor: minor units to major ones, 50050 -> 500.5. spacer.db.json_with runs it
- * as the shaper of a {text, factor} array without a Lua call. */
+ * divided by factor: minor units to major ones, 50050 -> 500.5. f("100 {...}"), factor and
+ * text in one string, is the form of a select list's column: spacer.db.json_with runs it as
+ * that column's shaper without a Lua call. */
 static int l_json_scaler(lua_State *L)
 {
     luaL_Buffer keys;

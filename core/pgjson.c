@@ -64,11 +64,18 @@ int sp_pgjson_array_next(const char **pp, struct sp_buf *item, int *is_null)
     item->len = 0;
     sp_buf_add(item, "", 0); /* terminated, even when empty */
     *is_null = 0;
-    if (*p == '"') { /* quoted: backslash escapes inside */
-        for (p++; *p && *p != '"'; p++) {
-            if (*p == '\\' && p[1])
+    if (*p == '"') { /* quoted: backslash escapes inside; the runs between copied whole */
+        for (p++; *p && *p != '"';) {
+            const char *run = p;
+            while (*p && *p != '"' && *p != '\\')
                 p++;
-            sp_buf_addc(item, *p);
+            sp_buf_add(item, run, (size_t)(p - run));
+            if (*p == '\\' && p[1]) {
+                sp_buf_addc(item, p[1]);
+                p += 2;
+            } else if (*p == '\\') {
+                sp_buf_addc(item, *p++); /* a backslash at the very end: kept */
+            }
         }
         if (*p == '"')
             p++;

@@ -31,7 +31,14 @@ struct sp_buf {
 
 void sp_buf_reserve(struct sp_buf *b, size_t more);
 void sp_buf_add(struct sp_buf *b, const void *p, size_t n);
-void sp_buf_addc(struct sp_buf *b, char c);
+/* One byte: inline, for the writers that go byte by byte (JSON). */
+static inline void sp_buf_addc(struct sp_buf *b, char c)
+{
+    if (b->len + 2 > b->cap)
+        sp_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
 void sp_buf_adds(struct sp_buf *b, const char *s);
 void sp_buf_printf(struct sp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sp_buf_free(struct sp_buf *b);

@@ -36,18 +36,18 @@ local BOOKING_JSON = [[
   b.guests, b.notes,
   b.total_minor::float8 / ]] .. money.sql_factor("b.currency") .. [[ AS total_price,
   b.currency,
-  CASE WHEN b.price_breakdown IS NOT NULL THEN ARRAY[
+  ]] .. money.sql_factor("b.currency") .. [[ || ' ' ||
     (CASE WHEN b.price_breakdown ? 'currency' THEN b.price_breakdown
-          ELSE b.price_breakdown || jsonb_build_object('currency', b.currency) END)::text,
-    ]] .. money.sql_factor("b.currency") .. [[::text] END AS price_breakdown,
+          ELSE b.price_breakdown || jsonb_build_object('currency', b.currency) END)::text
+    AS price_breakdown,
   b.status::text AS status, b.decline_reason, b.created_at, b.updated_at,
   b.space_id AS "space.id", s.title AS "space.title", s.location AS "space.location",
   s.main_image_url AS "space.main_image_url"]]
 
 -- Each shaper gets a column's value (an array's elements as its arguments) and answers what
--- the JSON shows: time.format(epoch, zone) -> "2026-12-01T10:00:00+03:00"; the breakdown's
--- stored text and the factor of the booking's currency -> the breakdown in major units, as
--- flow.breakdown_major shows it (both run in C, without a Lua call per row).
+-- the JSON shows: time.format(epoch, zone) -> "2026-12-01T10:00:00+03:00"; "100 {...}", the
+-- factor of the booking's currency and the stored breakdown's text -> the breakdown in major
+-- units, as flow.breakdown_major shows it (both run in C, without a Lua call per row).
 local SHAPERS = {
   start_datetime = time.format,
   end_datetime = time.format,
