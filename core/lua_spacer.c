@@ -285,8 +285,9 @@ void sp_lua_open_log(lua_State *L)
  * hashing threads never look at local time. */
 /* The UTC offsets of the current zone, by quarter hour: glibc works out a time past the zone
  * file's last transition from its TZ rule on every call (a booking list formats two times a
- * row). A quarter hour is kept only when it starts and ends with the same offset. */
-#define ZONE_MEMO     64
+ * row). A quarter hour is kept only when it starts and ends with the same offset; 1,024 of
+ * them (24 kB) hold a few pages of bookings without evicting one another. */
+#define ZONE_MEMO     1024
 #define ZONE_QUARTER  900
 static struct {
     int64_t quarter; /* t / ZONE_QUARTER, rounded down */
