@@ -71,3 +71,62 @@ test("spacer.time.format writes what the time's fields say, in any zone (UTC for
     end
   end
 end)
+
+-- spacer.json.scaler: a stored breakdown (minor units) in major units, without Lua tables.
+local flow = require("booking_flow")
+local major = json.scaler(flow.BREAKDOWN_AMOUNTS)
+
+-- The breakdown as flow.breakdown_major shows it, decoded: the values to compare.
+local function via_lua(stored, currency)
+  return json.decode(json.encode(flow.breakdown_major(json.decode(stored), currency)))
+end
+
+local STORED = '{"tax": 8160, "hours": 3, "lines": [{"code": "hours", "amount": 51000, '
+  .. '"quantity": 3, "description": "3 hours", "unit_amount": 17000}], "total": 59160, '
+  .. '"currency": "KES", "subtotal": 51000, "tax_rate_percent": "16"}'
+
+test("scaler: amounts in major units, the rest as the encoder writes it", function()
+  local out = text(major(STORED, 100))
+  assert_eq('{"tax":81.6,"hours":3,"lines":[{"code":"hours","amount":510.0,"quantity":3,'
+    .. '"description":"3 hours","unit_amount":170.0}],"total":591.6,"currency":"KES",'
+    .. '"subtotal":510.0,"tax_rate_percent":"16"}', out)
+  assert_eq(via_lua(STORED, "KES"), json.decode(out))
+  -- "factor text", a select list's one column, is the same call
+  assert_eq(out, text(major("100 " .. STORED)))
+  -- numbers: floats stay floats, integers of other keys stay integers, big ones go through
+  assert_eq('{"amount":-0.07,"n":[1,2.5,1000.0,0,null,true,false],"total":1.5,"x":{}}',
+    text(major('{"amount": -7, "n": [1, 2.50, 1e3, -0, null, true, false], "total": 1.5, '
+      .. '"x": {}}', 100)))
+  assert_eq('{"total":1234567890123456.8}', text(major('{"total": 123456789012345678}', 100)))
+  -- beyond 64 bits: a float, as the decoder reads it (the decoder's way)
+  assert_eq('{"total":1e+20}', text(major('{"total": 99999999999999999999}', 1)))
+  assert_eq('{"total":12.345}', text(major('{"total": 12345}', 1000)))
+  assert_eq('{"total":12345.0}', text(major('{"total": 12345}', 1)))
+end)
+
+test("scaler: escaped strings take the decoder's way, with the same answer", function()
+  local stored = '{"lines": [{"amount": 150, "description": "say \\"hi\\"\\\\ \\n caf\\u00e9"}]}'
+  local out = text(major(stored, 100))
+  assert_eq({ lines = { { amount = 1.5, description = 'say "hi"\\ \n café' } } },
+    json.decode(out))
+  assert_true(out:find('"amount":1.5', 1, true) ~= nil, out)
+end)
+
+test("scaler: bad input is a clear error", function()
+  assert_error(function() major("{", 100) end, "spacer.json.scaler")
+  assert_error(function() major(STORED, 0) end, "factor")
+  assert_error(function() major("no factor") end, "factor text")
+  assert_error(function() json.scaler({ "a,b" }) end, "commas")
+end)
+
+test("json_with: a scaler shapes a \"factor text\" column in C, as in Lua", function()
+  local rows = db.json_with({ b = major }, [[
+    SELECT 1 AS id, 100 || ' ' || $1::jsonb::text AS b
+    UNION ALL SELECT 2, 1 || ' ' || '{"total": 5, "d": "a\"b"}'::jsonb::text
+    UNION ALL SELECT 3, NULL]], STORED)
+  local decoded = json.decode(text(rows))
+  assert_eq(via_lua(STORED, "KES"), decoded[1].b)
+  assert_eq({ total = 5.0, d = 'a"b' }, decoded[2].b)
+  assert_true(text(rows):find('"total":5.0', 1, true) ~= nil, text(rows))
+  assert_true(decoded[3].b == json.null)
+end)

@@ -1002,11 +1002,52 @@ static void test_floats_as_printf_writes_them(void **state)
     lua_close(L);
 }
 
+/* sp_json_scale: compact, the text's key order, integers under the keys divided; -1 and out
+ * untouched for what it leaves to the decoder. */
+static void test_scale(void **state)
+{
+    static const char keys[] = ",amount,total,";
+    static const struct {
+        const char *in, *out;
+    } ok[] = {
+        {"{\"total\": 50050, \"n\": 3}", "{\"total\":500.5,\"n\":3}"},
+        {" [ {\"amount\" : -7} , 2.50, 1e3, -0, true, false, null, \"x\", [], {} ] ",
+         "[{\"amount\":-0.07},2.5,1000.0,0,true,false,null,\"x\",[],{}]"},
+        {"{\"a\": {\"total\": 100}, \"total\": 1.5, \"totals\": 7}",
+         "{\"a\":{\"total\":1.0},\"total\":1.5,\"totals\":7}"},
+        {"{\"amount\": 123456789012345678}", "{\"amount\":1234567890123456.8}"},
+        {"\"caf\xc3\xa9 <x>\"", "\"caf\xc3\xa9 <x>\""},
+    };
+    static const char *const left[] = {
+        "{", "{\"a\": \"q\\\"\"}", "{\"a\": 01}", "{\"a\": .5}", "{\"a\": 1.e5}", "[1,]",
+        "{\"a\" 1}", "1 2", "{\"total\": 99999999999999999999}", "tru", "",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < SP_ARRAY_LEN(ok); i++) {
+        struct sp_buf b = {0};
+        sp_buf_add(&b, "<", 1);
+        assert_int_equal(0, sp_json_scale(ok[i].in, strlen(ok[i].in), keys, strlen(keys), 100,
+                                          &b));
+        assert_string_equal(ok[i].out, b.data + 1);
+        sp_buf_free(&b);
+    }
+    for (size_t i = 0; i < SP_ARRAY_LEN(left); i++) {
+        struct sp_buf b = {0};
+        sp_buf_add(&b, "<", 1);
+        assert_int_equal(-1, sp_json_scale(left[i], strlen(left[i]), keys, strlen(keys), 100,
+                                           &b));
+        assert_int_equal(1, b.len);
+        sp_buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_matches_reference),
         cmocka_unit_test(test_floats_as_printf_writes_them),
+        cmocka_unit_test(test_scale),
         cmocka_unit_test_setup_teardown(test_decode_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_arrays_and_nesting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_empty_array_vs_object, setup, teardown),
