@@ -820,6 +820,91 @@ static int sc_number(struct scale *s, int scaled)
     return 0;
 }
 
+static int sc_value(struct scale *s, int scaled, int depth);
+
+/* An object's members, in the order of their keys' bytes as the encoder writes them: each
+ * "key":value is written, then the members are copied out and written back sorted. */
+struct sc_member {
+    const char *key;
+    size_t len, from, to;
+};
+
+static int sc_object(struct scale *s, int depth)
+{
+    struct sc_member small[16], *m = small;
+    size_t n = 0, cap = SP_ARRAY_LEN(small), open;
+    const char *str;
+    size_t len;
+    int rc = -1;
+    char *copy = NULL;
+
+    sp_buf_addc(s->out, '{');
+    open = s->out->len;
+    for (;;) {
+        sc_ws(s);
+        if (sc_string(s, &str, &len) != 0)
+            goto done;
+        if (n == cap) {
+            struct sc_member *bigger = malloc(2 * cap * sizeof(*m));
+            if (bigger == NULL)
+                goto done;
+            memcpy(bigger, m, n * sizeof(*m));
+            if (m != small)
+                free(m);
+            m = bigger;
+            cap *= 2;
+        }
+        m[n].key = str, m[n].len = len, m[n].from = s->out->len;
+        sp_buf_add(s->out, str - 1, len + 2);
+        sc_ws(s);
+        if (s->p >= s->e || *s->p++ != ':')
+            goto done;
+        sp_buf_addc(s->out, ':');
+        if (sc_value(s, sc_key_scaled(s, str, len), depth + 1) != 0)
+            goto done;
+        m[n++].to = s->out->len;
+        sc_ws(s);
+        if (s->p < s->e && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->e && *s->p == '}') {
+            s->p++;
+            break;
+        }
+        goto done;
+    }
+    for (size_t i = 1; i < n; i++) { /* insertion sort: a handful of members */
+        struct sc_member t = m[i];
+        size_t j = i;
+        while (j > 0) {
+            const struct sc_member *p = &m[j - 1];
+            int c = memcmp(p->key, t.key, p->len < t.len ? p->len : t.len);
+            if (c < 0 || (c == 0 && p->len <= t.len))
+                break;
+            m[j] = m[j - 1];
+            j--;
+        }
+        m[j] = t;
+    }
+    if ((copy = malloc(s->out->len - open)) == NULL)
+        goto done;
+    memcpy(copy, s->out->data + open, s->out->len - open);
+    s->out->len = open;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            sp_buf_addc(s->out, ',');
+        sp_buf_add(s->out, copy + (m[i].from - open), m[i].to - m[i].from);
+    }
+    sp_buf_addc(s->out, '}');
+    rc = 0;
+done:
+    free(copy);
+    if (m != small)
+        free(m);
+    return rc;
+}
+
 static int sc_value(struct scale *s, int scaled, int depth)
 {
     const char *str;
@@ -838,37 +923,13 @@ static int sc_value(struct scale *s, int scaled, int depth)
         return 0;
     case '{':
         s->p++;
-        sp_buf_addc(s->out, '{');
         sc_ws(s);
         if (s->p < s->e && *s->p == '}') {
             s->p++;
-            sp_buf_addc(s->out, '}');
+            sp_buf_add(s->out, "{}", 2);
             return 0;
         }
-        for (;;) {
-            sc_ws(s);
-            if (sc_string(s, &str, &len) != 0)
-                return -1;
-            sp_buf_add(s->out, str - 1, len + 2);
-            sc_ws(s);
-            if (s->p >= s->e || *s->p++ != ':')
-                return -1;
-            sp_buf_addc(s->out, ':');
-            if (sc_value(s, sc_key_scaled(s, str, len), depth + 1) != 0)
-                return -1;
-            sc_ws(s);
-            if (s->p < s->e && *s->p == ',') {
-                s->p++;
-                sp_buf_addc(s->out, ',');
-                continue;
-            }
-            if (s->p < s->e && *s->p == '}') {
-                s->p++;
-                sp_buf_addc(s->out, '}');
-                return 0;
-            }
-            return -1;
-        }
+        return sc_object(s, depth);
     case '[':
         s->p++;
         sp_buf_addc(s->out, '[');

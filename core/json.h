@@ -33,7 +33,7 @@ void sp_json_mark_array(lua_State *L, int idx);
 /* Appends v as the encoder writes a float: 500.5, 500.0; null when not finite. */
 void sp_json_add_float(struct sp_buf *out, double v);
 /* Appends the JSON text[0..len) as decoding and encoding it again would write it (compact,
- * in the text's key order), with each integer that is the value of a key listed in keys
+ * members in key order), with each integer that is the value of a key listed in keys
  * (",amount,total,": comma-separated, commas around) divided by factor, written as a float:
  * 50050 -> 500.5 for factor 100. -1 (out as it was) for invalid JSON, and for what this
  * fast path leaves to the decoder: strings with escapes, numbers of 64 characters or more. */

@@ -180,7 +180,7 @@ int sp_lua_json_scale(lua_State *L)
 }
 
 /* spacer.json.scaler({"amount", "total"}) -> f(text, factor): the JSON text as a raw JSON
- * value (compact, in its key order) with every integer under one of the keys, at any depth,
+ * value (compact, members in key order, as the encoder writes them) with every integer under one of the keys, at any depth,
  * divided by factor: minor units to major ones, 50050 -> 500.5. f("100 {...}"), factor and
  * text in one string, is the form of a select list's column: spacer.db.json_with runs it as
  * that column's shaper without a Lua call. */

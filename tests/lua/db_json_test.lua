@@ -87,10 +87,11 @@ local STORED = '{"tax": 8160, "hours": 3, "lines": [{"code": "hours", "amount": 
 
 test("scaler: amounts in major units, the rest as the encoder writes it", function()
   local out = text(major(STORED, 100))
-  assert_eq('{"tax":81.6,"hours":3,"lines":[{"code":"hours","amount":510.0,"quantity":3,'
-    .. '"description":"3 hours","unit_amount":170.0}],"total":591.6,"currency":"KES",'
-    .. '"subtotal":510.0,"tax_rate_percent":"16"}', out)
-  assert_eq(via_lua(STORED, "KES"), json.decode(out))
+  assert_eq('{"currency":"KES","hours":3,"lines":[{"amount":510.0,"code":"hours",'
+    .. '"description":"3 hours","quantity":3,"unit_amount":170.0}],"subtotal":510.0,'
+    .. '"tax":81.6,"tax_rate_percent":"16","total":591.6}', out)
+  -- byte for byte what the Lua way writes
+  assert_eq(json.encode(flow.breakdown_major(json.decode(STORED), "KES")), out)
   -- "factor text", a select list's one column, is the same call
   assert_eq(out, text(major("100 " .. STORED)))
   -- numbers: floats stay floats, integers of other keys stay integers, big ones go through
@@ -127,6 +128,6 @@ test("json_with: a scaler shapes a \"factor text\" column in C, as in Lua", func
   local decoded = json.decode(text(rows))
   assert_eq(via_lua(STORED, "KES"), decoded[1].b)
   assert_eq({ total = 5.0, d = 'a"b' }, decoded[2].b)
-  assert_true(text(rows):find('"total":5.0', 1, true) ~= nil, text(rows))
+  assert_true(text(rows):find('"b":{"d":"a\\"b","total":5.0}', 1, true) ~= nil, text(rows))
   assert_true(decoded[3].b == json.null)
 end)

@@ -1002,7 +1002,7 @@ static void test_floats_as_printf_writes_them(void **state)
     lua_close(L);
 }
 
-/* sp_json_scale: compact, the text's key order, integers under the keys divided; -1 and out
+/* sp_json_scale: compact, members in key order, integers under the keys divided; -1 and out
  * untouched for what it leaves to the decoder. */
 static void test_scale(void **state)
 {
@@ -1010,11 +1010,13 @@ static void test_scale(void **state)
     static const struct {
         const char *in, *out;
     } ok[] = {
-        {"{\"total\": 50050, \"n\": 3}", "{\"total\":500.5,\"n\":3}"},
+        {"{\"total\": 50050, \"n\": 3}", "{\"n\":3,\"total\":500.5}"},
         {" [ {\"amount\" : -7} , 2.50, 1e3, -0, true, false, null, \"x\", [], {} ] ",
          "[{\"amount\":-0.07},2.5,1000.0,0,true,false,null,\"x\",[],{}]"},
         {"{\"a\": {\"total\": 100}, \"total\": 1.5, \"totals\": 7}",
          "{\"a\":{\"total\":1.0},\"total\":1.5,\"totals\":7}"},
+        {"{\"tax_rate\": 1, \"tax\": 2, \"b\": {\"z\": 1, \"y\": 2}, \"a\": []}",
+         "{\"a\":[],\"b\":{\"y\":2,\"z\":1},\"tax\":2,\"tax_rate\":1}"},
         {"{\"amount\": 123456789012345678}", "{\"amount\":1234567890123456.8}"},
         {"\"caf\xc3\xa9 <x>\"", "\"caf\xc3\xa9 <x>\""},
     };
