@@ -164,6 +164,7 @@ int sp_lua_json_scale(lua_State *L)
     if (factor == 0 || factor != factor)
         return luaL_error(L, "spacer.json.scaler: the factor must be a number other than 0");
     if (sp_json_scale(text, len, keys, keys_len, factor, &b) != 0) {
+        sp_buf_free(&b); /* what the fast path began: no longjmp may strand it */
         if (sp_json_decode(L, text, len, SP_JSON_MAX_DEPTH, &err) != 0)
             return luaL_error(L, "spacer.json.scaler: %s", err.msg);
         if (lua_istable(L, -1))
