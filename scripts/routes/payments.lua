@@ -16,6 +16,7 @@ local auth = require("lib.auth")
 local payments = require("lib.payments")
 local flow = require("payment_flow")
 local invoice = require("invoice")
+local money = require("lib.money")
 local openapi = require("lib.openapi")
 local spaces = require("routes.spaces")
 
@@ -52,15 +53,55 @@ local PAYMENTS_OF_OWNER = list_sql(PCOLS, PFROM,
   "WHERE s.owner_id = $1 AND " .. STATUS_P:format(2, 2), 2)
 local PAYMENTS_ALL = list_sql(PCOLS, "payments p", "WHERE " .. STATUS_P:format(1, 1), 1)
 
-local ICOLS = flow.INVOICE_COLUMNS .. ", i.issued_at AS created_at_, i.id AS id_"
+-- An invoice as the API shows it, as a select list over invoices i for spacer.db.json_with
+-- (a list's rows go straight to JSON, never through Lua tables): the shape of invoice.json,
+-- which shows one invoice (change both together; tests/api/test_payments.py compares a listed
+-- invoice with the one shown alone). Amounts divide by the currency's factor as
+-- money.to_major does; the tax rate prints as rate_of does (16, 7.5); the lines and the
+-- jsonb snapshots go through INVOICE_SHAPERS.
+local IFACTOR = money.sql_factor("upper(i.currency)")
+local INVOICE_JSON = [[
+  i.id, i.number, i.status::text AS status, i.booking_id, i.payment_id, i.client_id,
+  i.issued_at, i.paid_at, i.currency,
+  ARRAY[i.currency::text, i.lines::text] AS lines,
+  i.subtotal_minor::float8 / ]] .. IFACTOR .. [[ AS subtotal,
+  i.tax_minor::float8 / ]] .. IFACTOR .. [[ AS tax,
+  i.tax_rate_percent::float8::numeric AS tax_rate_percent,
+  i.total_minor::float8 / ]] .. IFACTOR .. [[ AS total,
+  i.seller, i.buyer, i.space,
+  '/api/payments/invoices/' || i.id || '/html' AS invoice_url,
+  i.issued_at AS _created_at, i.id AS _id]]
+
+local INVOICE_SHAPERS = {
+  lines = function(currency, stored)
+    return invoice.lines(json.decode(stored), currency)
+  end,
+  seller = invoice.object,
+  buyer = invoice.object,
+  space = invoice.object,
+}
+
+local function invoice_list_sql(from, where, n)
+  return spaces.paged_sql({
+    select = INVOICE_JSON,
+    from = from,
+    count_from = from,
+    where = where,
+    order = "_created_at DESC, _id DESC",
+    outer_order = "page._created_at DESC, page._id DESC",
+    total = "_total",
+    n = n,
+  })
+end
+
 local IFROM = "invoices i JOIN bookings b ON b.id = i.booking_id JOIN spaces s ON s.id = b.space_id"
 local STATUS_I = "($%d::invoice_status IS NULL OR i.status = $%d::invoice_status)"
 
-local INVOICES_OF_CLIENT = list_sql(ICOLS, "invoices i",
+local INVOICES_OF_CLIENT = invoice_list_sql("invoices i",
   "WHERE i.client_id = $1 AND " .. STATUS_I:format(2, 2), 2)
-local INVOICES_OF_OWNER = list_sql(ICOLS, IFROM,
+local INVOICES_OF_OWNER = invoice_list_sql(IFROM,
   "WHERE s.owner_id = $1 AND " .. STATUS_I:format(2, 2), 2)
-local INVOICES_ALL = list_sql(ICOLS, "invoices i", "WHERE " .. STATUS_I:format(1, 1), 1)
+local INVOICES_ALL = invoice_list_sql("invoices i", "WHERE " .. STATUS_I:format(1, 1), 1)
 
 local BOOKING_FOR_INVOICE_CHECK = [[
   SELECT b.id, b.client_id, b.status::text AS status, s.owner_id
@@ -296,12 +337,14 @@ function _M.list_invoices(req)
   local f, pager = api.list_params(req, INVOICE_FILTERS)
   local user = req.user
   if is_admin(user) then
-    return spaces.page_of(req, pager, INVOICES_ALL, { f.status }, 1, invoice.json)
+    return spaces.page_json(req, pager, INVOICES_ALL, { f.status }, 1, INVOICE_SHAPERS)
   end
   if user.role == "owner" then
-    return spaces.page_of(req, pager, INVOICES_OF_OWNER, { user.id, f.status }, 2, invoice.json)
+    return spaces.page_json(req, pager, INVOICES_OF_OWNER, { user.id, f.status }, 2,
+      INVOICE_SHAPERS)
   end
-  return spaces.page_of(req, pager, INVOICES_OF_CLIENT, { user.id, f.status }, 2, invoice.json)
+  return spaces.page_json(req, pager, INVOICES_OF_CLIENT, { user.id, f.status }, 2,
+    INVOICE_SHAPERS)
 end
 
 function _M.show_invoice(req)
