@@ -63,7 +63,7 @@ local IFACTOR = money.sql_factor("upper(i.currency)")
 local INVOICE_JSON = [[
   i.id, i.number, i.status::text AS status, i.booking_id, i.payment_id, i.client_id,
   i.issued_at, i.paid_at, i.currency,
-  ARRAY[i.currency::text, i.lines::text] AS lines,
+  jsonb_build_array(i.currency, i.lines) AS lines,
   i.subtotal_minor::float8 / ]] .. IFACTOR .. [[ AS subtotal,
   i.tax_minor::float8 / ]] .. IFACTOR .. [[ AS tax,
   i.tax_rate_percent::float8::numeric AS tax_rate_percent,
@@ -73,8 +73,8 @@ local INVOICE_JSON = [[
   i.issued_at AS _created_at, i.id AS _id]]
 
 local INVOICE_SHAPERS = {
-  lines = function(currency, stored)
-    return invoice.lines(json.decode(stored), currency)
+  lines = function(pair) -- [currency, stored lines]
+    return invoice.lines(pair[2], pair[1])
   end,
   seller = invoice.object,
   buyer = invoice.object,
