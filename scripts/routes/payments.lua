@@ -81,17 +81,18 @@ local INVOICE_SHAPERS = {
   space = invoice.object,
 }
 
+-- One statement per page, as spaces.paged_sql answers (the page's rows and _total; past the
+-- last page a row of NULLs), but the page is cut from whole invoices rows first and only its
+-- rows are shaped (shaping before the LIMIT would shape every matching row for the sort).
 local function invoice_list_sql(from, where, n)
-  return spaces.paged_sql({
-    select = INVOICE_JSON,
-    from = from,
-    count_from = from,
-    where = where,
-    order = "_created_at DESC, _id DESC",
-    outer_order = "page._created_at DESC, page._id DESC",
-    total = "_total",
-    n = n,
-  })
+  return string.format([[
+    WITH page AS (SELECT i.* FROM %s %s ORDER BY i.issued_at DESC, i.id DESC
+                  LIMIT $%d OFFSET $%d),
+         counted AS (SELECT count(*) AS total FROM %s %s)
+    SELECT shaped.*, counted.total AS _total
+    FROM counted LEFT JOIN (SELECT %s FROM page i) shaped ON true
+    ORDER BY shaped._created_at DESC, shaped._id DESC]],
+    from, where, n + 1, n + 2, from, where, INVOICE_JSON)
 end
 
 local IFROM = "invoices i JOIN bookings b ON b.id = i.booking_id JOIN spaces s ON s.id = b.space_id"
