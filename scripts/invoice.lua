@@ -56,12 +56,8 @@ function _M.from_breakdown(b)
   }
 end
 
-local function obj(v)
-  if type(v) ~= "table" or v == NULL then
-    return {}
-  end
-  return v
-end
+-- A jsonb snapshot (seller, buyer, space) as shown: the table, or {} for anything else.
+local obj = json.object
 
 local function rate_of(row)
   local r = row.tax_rate_percent
@@ -87,7 +83,8 @@ function _M.lines(stored, currency)
   return json.array(lines)
 end
 
--- What invoice.json shows of a jsonb snapshot (seller, buyer, space): a table, or {}.
+-- What invoice.json shows of a jsonb snapshot (seller, buyer, space): a table, or {}
+-- (spacer.json.object, which spacer.db.json_with writes without a Lua call).
 _M.object = obj
 
 function _M.json(row)
