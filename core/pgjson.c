@@ -234,7 +234,8 @@ int sp_pgjson_jsonb(const char *v, size_t len, struct sp_buf *out)
         } else if (strchr("{}[],:", c) != NULL && c != '\0') {
             sp_buf_addc(out, c);
             i++;
-        } else if (len - i >= 4 && (memcmp(v + i, "true", 4) == 0 || memcmp(v + i, "null", 4) == 0)) {
+        } else if (len - i >= 4 &&
+                   (memcmp(v + i, "true", 4) == 0 || memcmp(v + i, "null", 4) == 0)) {
             sp_buf_add(out, v + i, 4);
             i += 4;
         } else if (len - i >= 5 && memcmp(v + i, "false", 5) == 0) {
