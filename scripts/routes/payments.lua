@@ -57,16 +57,17 @@ local PAYMENTS_ALL = list_sql(PCOLS, "payments p", "WHERE " .. STATUS_P:format(1
 -- (a list's rows go straight to JSON, never through Lua tables): the shape of invoice.json,
 -- which shows one invoice (change both together; tests/api/test_payments.py compares a listed
 -- invoice with the one shown alone). Amounts divide by the currency's factor as
--- money.to_major does; the tax rate prints as rate_of does (16, 7.5); the lines and the
+-- money.to_major does; the tax rate prints as rate_of does (16, 7.5: the same text for any
+-- rate of at most 15 significant digits and not below 0.0001); the lines and the
 -- jsonb snapshots go through INVOICE_SHAPERS.
-local IFACTOR = money.sql_factor("upper(i.currency)")
+local IFACTOR = money.sql_factor("i.currency") -- upper case: the booking's, as spaces check
 local INVOICE_JSON = [[
   i.id, i.number, i.status::text AS status, i.booking_id, i.payment_id, i.client_id,
   i.issued_at, i.paid_at, i.currency,
   jsonb_build_array(i.currency, i.lines) AS lines,
   i.subtotal_minor::float8 / ]] .. IFACTOR .. [[ AS subtotal,
   i.tax_minor::float8 / ]] .. IFACTOR .. [[ AS tax,
-  i.tax_rate_percent::float8::numeric AS tax_rate_percent,
+  trim_scale(i.tax_rate_percent) AS tax_rate_percent,
   i.total_minor::float8 / ]] .. IFACTOR .. [[ AS total,
   i.seller, i.buyer, i.space,
   '/api/payments/invoices/' || i.id || '/html' AS invoice_url,
