@@ -497,17 +497,11 @@ static int format_short_float(double v, char *tmp)
     return 0;
 }
 
-static void add_number(struct sp_buf *out, lua_State *L, int idx)
+void sp_json_add_double(struct sp_buf *out, double v)
 {
     char tmp[64];
     int n;
 
-    if (lua_isinteger(L, idx)) {
-        n = format_int((long long)lua_tointeger(L, idx), tmp);
-        sp_buf_add(out, tmp, (size_t)n);
-        return;
-    }
-    double v = lua_tonumber(L, idx);
     if (!isfinite(v)) {
         sp_buf_add(out, "null", 4);
         return;
@@ -520,6 +514,19 @@ static void add_number(struct sp_buf *out, lua_State *L, int idx)
     if (strpbrk(tmp, ".eEn") == NULL)
         tmp[n++] = '.', tmp[n++] = '0', tmp[n] = '\0'; /* a float stays a float: 500.0 */
     sp_buf_add(out, tmp, (size_t)n);
+}
+
+static void add_number(struct sp_buf *out, lua_State *L, int idx)
+{
+    char tmp[24];
+    int n;
+
+    if (lua_isinteger(L, idx)) {
+        n = format_int((long long)lua_tointeger(L, idx), tmp);
+        sp_buf_add(out, tmp, (size_t)n);
+        return;
+    }
+    sp_json_add_double(out, lua_tonumber(L, idx));
 }
 
 /* 1 when the table at idx encodes as an array; *n is its length. */

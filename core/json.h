@@ -33,4 +33,8 @@ void sp_json_mark_array(lua_State *L, int idx);
 /* Appends s as a JSON string literal, quotes included. */
 void sp_json_add_string(struct sp_buf *out, const char *s, size_t len);
 
+/* Appends the float v as the encoder writes a Lua float: the shortest text that reads back
+ * (%.14g, else %.17g), ".0" when it has no fraction (500.0), null when not finite. */
+void sp_json_add_double(struct sp_buf *out, double v);
+
 #endif
