@@ -1,5 +1,6 @@
 -- bench/gen_payments.sql: what the payment scenarios of `make bench` need, on top of
--- bench/gen_data.sql (tools/bench.sh runs it only when payment_create or invoices_list runs).
+-- bench/gen_data.sql (tools/bench.sh runs it only when payment_create, invoices_list or the
+-- instructions step runs).
 --
 --   psql -v client_pay=103 -v per_space=200 -f bench/gen_payments.sql
 --

@@ -63,7 +63,8 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         }
         return NULL;
     }
-    void *p = realloc(ptr, nsize);
+    /* A new block (most of a request's: its tables, its strings) skips realloc's own work. */
+    void *p = ptr == NULL ? malloc(nsize) : realloc(ptr, nsize);
     if (p == NULL)
         return NULL;
     gen->mem_used = gen->mem_used - osize + nsize;

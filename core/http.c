@@ -96,6 +96,8 @@ struct sp_http_conn {
     const char *refuse_code, *refuse_msg;
 
     int head_timed; /* the header timer runs for this request */
+    int64_t due_ms;   /* the timeout's deadline (CLOCK_MONOTONIC ms), 0: none */
+    int64_t armed_ms; /* when the libevent timer fires (about), 0: not pending */
     int in_process;
     int eof;
     int closing; /* close (lingering) once the output is written */
@@ -181,16 +183,50 @@ static const char *http_date(struct sp_http *h)
     return h->date;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t tv_ms(const struct timeval *tv)
+{
+    return (int64_t)tv->tv_sec * 1000 + tv->tv_usec / 1000;
+}
+
+/* A connection's timeout is a deadline (due_ms) kept by us; libevent's timer is moved only
+ * when it would fire too late. A keep-alive request clears its idle timeout and sets it again
+ * each time: these stay two stores, the timer left running fires early, now and then, and is
+ * set again for what is left (an event_del and an event_add per request cost more than the
+ * rest of the timeouts' work). */
 static void timer_set(struct sp_http_conn *c, const struct timeval *tv)
 {
-    if (c->timer != NULL)
-        event_add(c->timer, tv);
+    const struct timeval *real = tv;
+    struct sp_http *h = c->h;
+
+    if (c->timer == NULL)
+        return;
+    /* the common timeouts' timevals are magic: their lengths are in the _s copies */
+    if (tv == h->tv_header)
+        real = &h->tv_header_s;
+    else if (tv == h->tv_read)
+        real = &h->tv_read_s;
+    else if (tv == h->tv_keepalive)
+        real = &h->tv_keepalive_s;
+    else if (tv == h->tv_linger)
+        real = &h->tv_linger_s;
+    c->due_ms = mono_ms() + tv_ms(real);
+    if (c->armed_ms != 0 && c->armed_ms <= c->due_ms)
+        return; /* it fires first and sets itself again for the rest */
+    event_add(c->timer, tv);
+    c->armed_ms = c->due_ms;
 }
 
 static void timer_clear(struct sp_http_conn *c)
 {
-    if (c->timer != NULL)
-        event_del(c->timer);
+    c->due_ms = 0; /* a running timer finds nothing due and stops */
 }
 
 static void in_release(struct sp_http_conn *c)
@@ -1073,6 +1109,19 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 
     SP_UNUSED(fd);
     SP_UNUSED(what);
+    c->armed_ms = 0;
+    if (c->due_ms == 0)
+        return; /* cleared since it was set */
+    {
+        int64_t left = c->due_ms - mono_ms();
+        if (left > 0) { /* set again later than it was armed for: the rest */
+            struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+            event_add(c->timer, &tv);
+            c->armed_ms = c->due_ms;
+            return;
+        }
+    }
+    c->due_ms = 0;
     if (out_pending(c) || c->state == C_LINGER || c->state == C_IDLE) {
         conn_close(c); /* a client that does not read, a linger over, an idle keep-alive */
         return;

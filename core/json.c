@@ -497,20 +497,7 @@ static int format_short_float(double v, char *tmp)
     return 0;
 }
 
-static void add_number(struct sp_buf *out, lua_State *L, int idx)
-{
-    char tmp[64];
-    int n;
-
-    if (lua_isinteger(L, idx)) {
-        n = format_int((long long)lua_tointeger(L, idx), tmp);
-        sp_buf_add(out, tmp, (size_t)n);
-        return;
-    }
-    sp_json_add_float(out, lua_tonumber(L, idx));
-}
-
-void sp_json_add_float(struct sp_buf *out, double v)
+void sp_json_add_double(struct sp_buf *out, double v)
 {
     char tmp[64];
     int n;
@@ -527,6 +514,19 @@ void sp_json_add_float(struct sp_buf *out, double v)
     if (strpbrk(tmp, ".eEn") == NULL)
         tmp[n++] = '.', tmp[n++] = '0', tmp[n] = '\0'; /* a float stays a float: 500.0 */
     sp_buf_add(out, tmp, (size_t)n);
+}
+
+static void add_number(struct sp_buf *out, lua_State *L, int idx)
+{
+    char tmp[24];
+    int n;
+
+    if (lua_isinteger(L, idx)) {
+        n = format_int((long long)lua_tointeger(L, idx), tmp);
+        sp_buf_add(out, tmp, (size_t)n);
+        return;
+    }
+    sp_json_add_double(out, lua_tonumber(L, idx));
 }
 
 /* 1 when the table at idx encodes as an array; *n is its length. */
@@ -791,7 +791,7 @@ static int sc_number(struct scale *s, int scaled)
         if (start[0] == '-')
             v = -v;
         if (scaled)
-            sp_json_add_float(s->out, (double)v / s->factor);
+            sp_json_add_double(s->out, (double)v / s->factor);
         else if (v == 0)
             sp_buf_addc(s->out, '0'); /* -0 too */
         else
@@ -805,7 +805,7 @@ static int sc_number(struct scale *s, int scaled)
         if (errno != 0 || *end != '\0')
             return -1;
         if (scaled) {
-            sp_json_add_float(s->out, (double)v / s->factor);
+            sp_json_add_double(s->out, (double)v / s->factor);
         } else {
             int len = format_int(v, tmp);
             sp_buf_add(s->out, tmp, (size_t)len);
@@ -816,7 +816,7 @@ static int sc_number(struct scale *s, int scaled)
     double v = strtod(tmp, &end);
     if (*end != '\0')
         return -1;
-    sp_json_add_float(s->out, v);
+    sp_json_add_double(s->out, v);
     return 0;
 }
 

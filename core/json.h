@@ -30,8 +30,6 @@ void sp_json_new_array(lua_State *L, int n);
 /* Marks the table at idx as a JSON array. */
 void sp_json_mark_array(lua_State *L, int idx);
 
-/* Appends v as the encoder writes a float: 500.5, 500.0; null when not finite. */
-void sp_json_add_float(struct sp_buf *out, double v);
 /* Appends the JSON text[0..len) as decoding and encoding it again would write it (compact,
  * members in key order), with each integer that is the value of a key listed in keys
  * (",amount,total,": comma-separated, commas around) divided by factor, written as a float:
@@ -41,5 +39,9 @@ int sp_json_scale(const char *text, size_t len, const char *keys, size_t keys_le
                   double factor, struct sp_buf *out);
 /* Appends s as a JSON string literal, quotes included. */
 void sp_json_add_string(struct sp_buf *out, const char *s, size_t len);
+
+/* Appends the float v as the encoder writes a Lua float: the shortest text that reads back
+ * (%.14g, else %.17g), ".0" when it has no fraction (500.0), null when not finite. */
+void sp_json_add_double(struct sp_buf *out, double v);
 
 #endif

@@ -271,6 +271,18 @@ static int shaper_write(void *arg, const PGresult *res, int row, int col, struct
         lua_pop(L, 1);
         return 0;
     }
+    if (type == OID_JSONB && lua_tocfunction(L, -1) == sp_lua_json_object) {
+        const char *v = PQgetvalue(res, row, col);
+        if (v[0] != '{' && v[0] != '[') { /* a scalar: not a table */
+            sp_buf_add(out, "{}", 2);
+            lua_pop(L, 1);
+            return 0;
+        }
+        if (sp_pgjson_jsonb(v, (size_t)PQgetlength(res, row, col), out) == 0) {
+            lua_pop(L, 1);
+            return 0;
+        }
+    }
     push_value(L, res, row, col, type);
     if (type == OID_TEXTARR || type == OID_VARCHARARR || type == OID_INT2ARR ||
         type == OID_INT4ARR || type == OID_INT8ARR) {

@@ -207,6 +207,15 @@ static int l_json_scaler(lua_State *L)
     return 1;
 }
 
+int sp_lua_json_object(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TTABLE)
+        lua_settop(L, 1);
+    else
+        lua_newtable(L);
+    return 1;
+}
+
 void sp_lua_open_json(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
@@ -216,6 +225,7 @@ void sp_lua_open_json(lua_State *L)
         {"is_array", l_json_is_array},
         {"raw", l_json_raw},
         {"scaler", l_json_scaler},
+        {"object", sp_lua_json_object},
         {NULL, NULL},
     };
 

@@ -30,6 +30,11 @@ int sp_lua_time_format(lua_State *L);
  * keys its upvalue (",amount,total,"); spacer.db.json_with runs it without a Lua call. */
 int sp_lua_json_scale(lua_State *L);
 
+/* spacer.json.object(v) -> v when it is a table, else a new empty table: a jsonb snapshot
+ * shown as an object (spacer.db.json_with knows it as a shaper of a jsonb column and writes
+ * the value without a Lua round trip) */
+int sp_lua_json_object(lua_State *L);
+
 /* The shared file (files.h) of a spacer.files.static() value at idx, or NULL when the value
  * is something else. The value's reference holds it while the value lives. */
 struct sp_file *sp_lua_tofile(lua_State *L, int idx);

@@ -2,6 +2,8 @@
  * value is copied or escaped straight from libpq's buffer into the output. */
 #include "pgjson.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,6 +173,91 @@ void sp_pgjson_value(const char *v, int len, unsigned int oid, struct sp_buf *ou
         sp_json_add_string(out, v, (size_t)len);
         return;
     }
+}
+
+/* A number of jsonb text (-12, 3.50, never an exponent but accepted) as the decoder reads it
+ * and the encoder writes it back: an integer that fits 64 bits as an integer ("-0" is 0),
+ * any other as a float (3.5, 100000000000000000000 -> 1e+20). */
+static void add_jsonb_number(const char *s, size_t n, struct sp_buf *out)
+{
+    char small[64];
+    struct sp_buf big = {0};
+    const char *text = small;
+
+    if (n < sizeof(small)) {
+        memcpy(small, s, n);
+        small[n] = '\0';
+    } else { /* numeric keeps any number of digits */
+        sp_buf_add(&big, s, n);
+        text = big.data;
+    }
+    if (strpbrk(text, ".eE") == NULL) {
+        errno = 0;
+        long long v = strtoll(text, NULL, 10);
+        if (errno == 0) {
+            int len = snprintf(small, sizeof(small), "%lld", v);
+            sp_buf_add(out, small, (size_t)len);
+            sp_buf_free(&big);
+            return;
+        }
+    }
+    sp_json_add_double(out, strtod(text, NULL));
+    sp_buf_free(&big);
+}
+
+int sp_pgjson_jsonb(const char *v, size_t len, struct sp_buf *out)
+{
+    size_t start = out->len, i = 0;
+
+    while (i < len) {
+        char c = v[i];
+        if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+            i++;
+        } else if (c == '"') { /* PostgreSQL escapes \b \f \n \r \t \" \\ and \u00XX only */
+            size_t j = i + 1, from = i;
+            for (; j < len && v[j] != '"'; j++) {
+                if (v[j] != '\\')
+                    continue;
+                if (j + 1 >= len)
+                    break;
+                if (v[j + 1] == 'b' || v[j + 1] == 'f') {
+                    sp_buf_add(out, v + from, j - from);
+                    sp_buf_add(out, v[j + 1] == 'b' ? "\\u0008" : "\\u000c", 6);
+                    from = j + 2;
+                }
+                j++;
+            }
+            if (j >= len || v[j] != '"')
+                goto bad; /* unterminated */
+            sp_buf_add(out, v + from, j + 1 - from);
+            i = j + 1;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i;
+            while (j < len && (v[j] == '-' || v[j] == '+' || v[j] == '.' || v[j] == 'e' ||
+                               v[j] == 'E' || (v[j] >= '0' && v[j] <= '9')))
+                j++;
+            add_jsonb_number(v + i, j - i, out);
+            i = j;
+        } else if (strchr("{}[],:", c) != NULL && c != '\0') {
+            sp_buf_addc(out, c);
+            i++;
+        } else if (len - i >= 4 &&
+                   (memcmp(v + i, "true", 4) == 0 || memcmp(v + i, "null", 4) == 0)) {
+            sp_buf_add(out, v + i, 4);
+            i += 4;
+        } else if (len - i >= 5 && memcmp(v + i, "false", 5) == 0) {
+            sp_buf_add(out, v + i, 5);
+            i += 5;
+        } else {
+            goto bad;
+        }
+    }
+    return 0;
+bad:
+    out->len = start;
+    if (out->data != NULL)
+        out->data[start] = '\0';
+    return -1;
 }
 
 static int row_empty(const PGresult *res, int r, const struct col *cols, int n)

@@ -39,6 +39,14 @@ int sp_pgjson_write(const PGresult *res,
  * NUL-terminated) and *is_null set for an unquoted NULL. */
 int sp_pgjson_array_next(const char **p, struct sp_buf *item, int *is_null);
 
+/* Appends jsonb's text v (as PostgreSQL writes it: ", " and ": " between tokens) as the Lua
+ * encoder writes what spacer.json.decode reads from it, so that a value needs no Lua round
+ * trip: no space between tokens; \b and \f in strings as \u0008 and \u000c (the only escapes
+ * the two write differently); numbers as the decoder reads them and the encoder writes them
+ * (an integer of 64 bits as it is, any other as a float: 2.50 -> 2.5, 7.0 -> 7.0). Object
+ * keys keep their order. 0, or -1 with nothing appended when v is not such text. */
+int sp_pgjson_jsonb(const char *v, size_t len, struct sp_buf *out);
+
 /* Appends one text value of PostgreSQL type oid as JSON (the rules above). */
 void sp_pgjson_value(const char *v, int len, unsigned int oid, struct sp_buf *out);
 

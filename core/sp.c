@@ -40,19 +40,6 @@ void sp_buf_reserve(struct sp_buf *b, size_t more)
     b->cap = cap;
 }
 
-void sp_buf_add(struct sp_buf *b, const void *p, size_t n)
-{
-    sp_buf_reserve(b, n);
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void sp_buf_adds(struct sp_buf *b, const char *s)
-{
-    sp_buf_add(b, s, strlen(s));
-}
-
 void sp_buf_printf(struct sp_buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -5,7 +5,9 @@
 --   invoice.from_breakdown(breakdown) -> { lines, subtotal, tax, total, tax_rate_percent }
 --     What an invoice takes from a booking's stored price breakdown (minor units).
 --   invoice.number(year, n) -> "INV-2026-000042"
---   invoice.json(row) -> the invoice as the API shows it (amounts in major units)
+--   invoice.json(row) -> the invoice as the API shows it (amounts in major units); lists
+--     write the same object from SQL (routes/payments.lua, INVOICE_JSON): change both together
+--   invoice.lines(stored, currency) -> the lines as invoice.json shows them
 --   invoice.html(row) -> the printable page (a complete HTML document)
 --   invoice.escape(s) -> s with & < > " ' escaped
 --
@@ -54,12 +56,8 @@ function _M.from_breakdown(b)
   }
 end
 
-local function obj(v)
-  if type(v) ~= "table" or v == NULL then
-    return {}
-  end
-  return v
-end
+-- A jsonb snapshot (seller, buyer, space) as shown: the table, or {} for anything else.
+local obj = json.object
 
 local function rate_of(row)
   local r = row.tax_rate_percent
@@ -70,10 +68,10 @@ local function rate_of(row)
   return math.tointeger(r) or r
 end
 
-function _M.json(row)
-  local currency = row.currency
+-- The stored lines (minor units) as the API shows them: amounts in major units.
+function _M.lines(stored, currency)
   local lines = {}
-  for i, line in ipairs(obj(row.lines)) do
+  for i, line in ipairs(obj(stored)) do
     lines[i] = {
       code = line.code,
       description = line.description,
@@ -82,6 +80,15 @@ function _M.json(row)
       amount = money.to_major(int(line.amount), currency),
     }
   end
+  return json.array(lines)
+end
+
+-- What invoice.json shows of a jsonb snapshot (seller, buyer, space): a table, or {}
+-- (spacer.json.object, which spacer.db.json_with writes without a Lua call).
+_M.object = obj
+
+function _M.json(row)
+  local currency = row.currency
   return {
     id = row.id,
     number = row.number,
@@ -92,7 +99,7 @@ function _M.json(row)
     issued_at = row.issued_at,
     paid_at = row.paid_at,
     currency = currency,
-    lines = json.array(lines),
+    lines = _M.lines(row.lines, currency),
     subtotal = money.to_major(row.subtotal_minor, currency),
     tax = money.to_major(row.tax_minor, currency),
     tax_rate_percent = rate_of(row),

@@ -5,8 +5,9 @@
 #   1. a throw-away PostgreSQL (tools/devdb.sh, durability off), migrated (`spacer migrate`),
 #      loaded with bench/gen_data.sql: 1,000 users, 1,000 spaces, 100,000 bookings; every
 #      user has the same real bcrypt hash (cost 12) made once with `spacer hash-password`;
-#      for the payment scenarios also bench/gen_payments.sql: 200,000 confirmed bookings to
-#      pay (one client's pay pool) and an invoice per confirmed booking;
+#      for the payment scenarios and the instructions step also bench/gen_payments.sql:
+#      200,000 confirmed bookings to pay (one client's pay pool) and an invoice per confirmed
+#      booking;
 #   2. the HTTP ceiling: Debian's nginx answering `return 200` (bench/nginx.conf, 2 workers);
 #   3. Spacer as shipped (spacer.conf: access_log on, to a file) with 2 workers but the answer
 #      cache off (BENCH_CACHE): wrk runs each scenario (bench/wrk/*.lua) for BENCH_DURATION s
@@ -20,8 +21,8 @@
 #      (the home call at 1 and 32 connections, the spaces list and one space at 32), with the
 #      cache's hits and misses during each run (/metrics);
 #   7. instructions per request: Spacer again, one worker under `valgrind --tool=callgrind`;
-#      for bookings_list, spaces_home, spaces_list, space_by_id and profile, a fixed set of
-#      requests (bench/instructions.py) after a warm-up, the worker's instructions counted
+#      for bookings_list, spaces_home, spaces_list, space_by_id, profile and invoices_list, a
+#      fixed set of requests (bench/instructions.py) after a warm-up, the worker's instructions counted
 #      between `callgrind_control -z` and `-d`: a cost per request that does not depend on the
 #      host, compared with a baseline commit by bench/report.py;
 #   8. the database ceilings: pgbench -M prepared -c 32 -j 2 running bench/pgbench/*.sql, the
@@ -169,7 +170,7 @@ hash=$(printf '%s\n' "$PASSWORD" | timeout 60 "$SPACER" hash-password) || die "h
 timeout 300 $PSQL -v hash="$hash" -v users=$USERS -v spaces=$SPACES -v bookings=$BOOKINGS \
     -f bench/gen_data.sql >"$work/gen.log" 2>&1 || { cat "$work/gen.log"; die "bench/gen_data.sql failed"; }
 pay_min=0 pay_max=0
-if want payment_create || want invoices_list; then
+if want payment_create || want invoices_list || want instructions; then
     log "bench payment data: $((PAY_PER_SPACE * SPACES)) bookings to pay, invoices (bench/gen_payments.sql)"
     timeout 300 $PSQL -v client_pay=$CLIENT_PAY -v per_space=$PAY_PER_SPACE \
         -f bench/gen_payments.sql >"$work/gen_pay.log" 2>&1 || { cat "$work/gen_pay.log"; die "bench/gen_payments.sql failed"; }
@@ -693,6 +694,7 @@ if want instructions; then
             "/api/spaces/spaces?per_page=20&min_capacity=$MIN_CAPACITY&page={page}"
         instr space_by_id GET '/api/spaces/spaces/\{id\}' '/api/spaces/spaces/{space}'
         instr profile GET /api/users/profile /api/users/profile "$BENCH_TOKEN"
+        instr invoices_list GET /api/payments/invoices /api/payments/invoices "$BENCH_TOKEN"
         log "stopping Spacer (callgrind)"
         stop_pid "$spacer_pid" TERM 60
         spacer_pid=""

@@ -16,6 +16,7 @@ local auth = require("lib.auth")
 local payments = require("lib.payments")
 local flow = require("payment_flow")
 local invoice = require("invoice")
+local money = require("lib.money")
 local openapi = require("lib.openapi")
 local spaces = require("routes.spaces")
 
@@ -52,15 +53,57 @@ local PAYMENTS_OF_OWNER = list_sql(PCOLS, PFROM,
   "WHERE s.owner_id = $1 AND " .. STATUS_P:format(2, 2), 2)
 local PAYMENTS_ALL = list_sql(PCOLS, "payments p", "WHERE " .. STATUS_P:format(1, 1), 1)
 
-local ICOLS = flow.INVOICE_COLUMNS .. ", i.issued_at AS created_at_, i.id AS id_"
+-- An invoice as the API shows it, as a select list over invoices i for spacer.db.json_with
+-- (a list's rows go straight to JSON, never through Lua tables): the shape of invoice.json,
+-- which shows one invoice (change both together; tests/api/test_payments.py compares a listed
+-- invoice with the one shown alone). Amounts divide by the currency's factor as
+-- money.to_major does; the tax rate prints as rate_of does (16, 7.5: the same text for any
+-- rate of at most 15 significant digits and not below 0.0001); the lines and the
+-- jsonb snapshots go through INVOICE_SHAPERS.
+local IFACTOR = money.sql_factor("i.currency") -- upper case: the booking's, as spaces check
+local INVOICE_JSON = [[
+  i.id, i.number, i.status::text AS status, i.booking_id, i.payment_id, i.client_id,
+  i.issued_at, i.paid_at, i.currency,
+  jsonb_build_array(i.currency, i.lines) AS lines,
+  i.subtotal_minor::float8 / ]] .. IFACTOR .. [[ AS subtotal,
+  i.tax_minor::float8 / ]] .. IFACTOR .. [[ AS tax,
+  trim_scale(i.tax_rate_percent) AS tax_rate_percent,
+  i.total_minor::float8 / ]] .. IFACTOR .. [[ AS total,
+  i.seller, i.buyer, i.space,
+  '/api/payments/invoices/' || i.id || '/html' AS invoice_url,
+  i.issued_at AS _created_at, i.id AS _id]]
+
+local INVOICE_SHAPERS = {
+  lines = function(pair) -- [currency, stored lines]
+    return invoice.lines(pair[2], pair[1])
+  end,
+  seller = invoice.object,
+  buyer = invoice.object,
+  space = invoice.object,
+}
+
+-- One statement per page, as spaces.paged_sql answers (the page's rows and _total; past the
+-- last page a row of NULLs), but the page is cut from whole invoices rows first and only its
+-- rows are shaped (shaping before the LIMIT would shape every matching row for the sort).
+local function invoice_list_sql(from, where, n)
+  return string.format([[
+    WITH page AS (SELECT i.* FROM %s %s ORDER BY i.issued_at DESC, i.id DESC
+                  LIMIT $%d OFFSET $%d),
+         counted AS (SELECT count(*) AS total FROM %s %s)
+    SELECT shaped.*, counted.total AS _total
+    FROM counted LEFT JOIN (SELECT %s FROM page i) shaped ON true
+    ORDER BY shaped._created_at DESC, shaped._id DESC]],
+    from, where, n + 1, n + 2, from, where, INVOICE_JSON)
+end
+
 local IFROM = "invoices i JOIN bookings b ON b.id = i.booking_id JOIN spaces s ON s.id = b.space_id"
 local STATUS_I = "($%d::invoice_status IS NULL OR i.status = $%d::invoice_status)"
 
-local INVOICES_OF_CLIENT = list_sql(ICOLS, "invoices i",
+local INVOICES_OF_CLIENT = invoice_list_sql("invoices i",
   "WHERE i.client_id = $1 AND " .. STATUS_I:format(2, 2), 2)
-local INVOICES_OF_OWNER = list_sql(ICOLS, IFROM,
+local INVOICES_OF_OWNER = invoice_list_sql(IFROM,
   "WHERE s.owner_id = $1 AND " .. STATUS_I:format(2, 2), 2)
-local INVOICES_ALL = list_sql(ICOLS, "invoices i", "WHERE " .. STATUS_I:format(1, 1), 1)
+local INVOICES_ALL = invoice_list_sql("invoices i", "WHERE " .. STATUS_I:format(1, 1), 1)
 
 local BOOKING_FOR_INVOICE_CHECK = [[
   SELECT b.id, b.client_id, b.status::text AS status, s.owner_id
@@ -296,12 +339,14 @@ function _M.list_invoices(req)
   local f, pager = api.list_params(req, INVOICE_FILTERS)
   local user = req.user
   if is_admin(user) then
-    return spaces.page_of(req, pager, INVOICES_ALL, { f.status }, 1, invoice.json)
+    return spaces.page_json(req, pager, INVOICES_ALL, { f.status }, 1, INVOICE_SHAPERS)
   end
   if user.role == "owner" then
-    return spaces.page_of(req, pager, INVOICES_OF_OWNER, { user.id, f.status }, 2, invoice.json)
+    return spaces.page_json(req, pager, INVOICES_OF_OWNER, { user.id, f.status }, 2,
+      INVOICE_SHAPERS)
   end
-  return spaces.page_of(req, pager, INVOICES_OF_CLIENT, { user.id, f.status }, 2, invoice.json)
+  return spaces.page_json(req, pager, INVOICES_OF_CLIENT, { user.id, f.status }, 2,
+    INVOICE_SHAPERS)
 end
 
 function _M.show_invoice(req)
