@@ -145,8 +145,10 @@ int sp_router_add(struct sp_router *r, const char *method, const char *pattern,
 {
     struct sp_route *rt = calloc(1, sizeof(*rt));
 
-    if (rt == NULL)
-        abort();
+    if (rt == NULL) {
+        sp_err_set(err, "out of memory");
+        return -1;
+    }
     rt->method = strdup(method);
     rt->pattern = strdup(pattern);
     rt->source = strdup(source ? source : "?");
@@ -169,21 +171,27 @@ int sp_router_add(struct sp_router *r, const char *method, const char *pattern,
             return -1;
         }
     }
+    int b = rt->nseg < NSEG_BUCKETS ? rt->nseg : NSEG_BUCKETS - 1;
     if (r->n == r->cap) {
-        r->cap = r->cap ? r->cap * 2 : 32;
-        r->routes = realloc(r->routes, sizeof(*r->routes) * (size_t)r->cap);
+        int cap = r->cap ? r->cap * 2 : 32;
+        struct sp_route **routes = realloc(r->routes, sizeof(*routes) * (size_t)cap);
+        if (routes == NULL)
+            goto oom;
+        r->routes = routes;
+        r->cap = cap;
     }
-    {
-        int b = rt->nseg < NSEG_BUCKETS ? rt->nseg : NSEG_BUCKETS - 1;
-        int *grown = realloc(r->bucket[b], sizeof(int) * (size_t)(r->nbucket[b] + 1));
-        if (grown == NULL)
-            abort();
-        r->bucket[b] = grown;
-        r->bucket[b][r->nbucket[b]++] = r->n;
-    }
+    int *grown = realloc(r->bucket[b], sizeof(int) * (size_t)(r->nbucket[b] + 1));
+    if (grown == NULL)
+        goto oom;
+    r->bucket[b] = grown;
+    r->bucket[b][r->nbucket[b]++] = r->n;
     r->routes[r->n++] = rt;
     *out = rt;
     return 0;
+oom:
+    sp_err_set(err, "out of memory");
+    route_free(rt);
+    return -1;
 }
 
 /* Matches path against rt; on success fills params and returns 0, else -1. */
