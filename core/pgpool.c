@@ -11,10 +11,12 @@
  *
  * Every connection runs in libpq's pipeline mode: a request goes out as its messages and its
  * own Sync (Prepare, Execute, Sync the first time a connection sees its SQL; Execute, Sync
- * after), so a failing statement aborts nothing but itself. With pipeline_depth > 1, when no
- * connection is idle, a plain query is sent behind those already in flight on the least loaded
- * unpinned connection whose statement in progress has not stalled (up to that depth): one
- * backend wake-up and one read then serve several.
+ * after), so a failing statement aborts nothing but itself. With pipeline_depth > 1 a plain
+ * query goes behind statements in flight that are known to be quick and expected done within
+ * PG_SHORT_US (pool_short_conn(): the pool keeps each SQL text's typical time), else to an idle
+ * connection, else behind those in flight on the least loaded unpinned connection whose
+ * statement in progress has not stalled (up to that depth): one backend wake-up and one read
+ * then serve several.
  * Results come back in order; c->inflight is that order. Acquires (transactions) and a
  * statement that opens a transaction (BEGIN, START) only ever get a connection with nothing in
  * flight, and nothing is sent behind them. */
@@ -34,6 +36,8 @@
 #define PG_DOWN_WAIT_MS   500  /* while no connection is up, the longest a request waits for one */
 #define PG_STMT_MAX       256  /* prepared statements per connection; beyond, run unnamed */
 #define PG_STALL_MIN_US   2000 /* a head running this long (or 4 typical statements) is stalled */
+#define PG_SHORT_US       1000 /* work in flight expected to end within this: queue behind it */
+#define PG_COSTS          256  /* SQL texts whose typical time the pool remembers (a hash table) */
 #define PG_PARAMS_MAX     65535
 #define PG_APP_NAME       "spacer"
 
@@ -62,7 +66,8 @@ struct pgreq {
     void *arg;
     enum sp_pg_status verdict; /* on pool->verdicts: the answer due */
     const char *verdict_msg;   /* a constant */
-    uint64_t hash;             /* of sql, for the statement cache */
+    uint64_t hash;             /* of sql, for the statement cache and its cost */
+    uint32_t expect_us;        /* its sql's typical time when sent; 0: not known yet */
     const char *sql;
     int nparams;
     const char *const *values;
@@ -123,6 +128,10 @@ struct sp_pool {
     uint64_t connect_us;      /* when the latest connect attempt started */
     int unreachable;          /* the latest connect failed and none is up: fail fast */
     uint64_t stmt_us;         /* running mean of how long a statement stays the head */
+    struct pgcost {           /* the same, per SQL text (by hash; a collision shares one) */
+        uint64_t hash;
+        uint32_t mean_us;
+    } costs[PG_COSTS];
     int closing;
     char last_error[256]; /* "database unavailable: ...", the answer while down */
 };
@@ -132,6 +141,8 @@ static void pool_watch_down(struct sp_pool *pool);
 static void pool_enqueue(struct sp_pool *pool, struct pgreq *req);
 static struct sp_pgconn *pool_free_conn(struct sp_pool *pool);
 static struct sp_pgconn *pool_pipe_conn(struct sp_pool *pool);
+static struct sp_pgconn *pool_short_conn(struct sp_pool *pool);
+static struct pgcost *pool_cost(struct sp_pool *pool, uint64_t hash);
 static int pool_count_free(const struct sp_pool *pool);
 static int pool_params(struct sp_pool *pool, const char *conninfo, sp_err *err);
 static void pool_kick(struct sp_pool *pool);
@@ -151,7 +162,7 @@ static void conn_read(struct sp_pgconn *c);
 static void conn_keep(struct sp_pgconn *c, PGresult *res);
 static int conn_done(struct sp_pgconn *c);
 static void conn_guard(struct sp_pgconn *c);
-static void conn_timed(struct sp_pgconn *c);
+static void conn_timed(struct sp_pgconn *c, const struct pgreq *req);
 static int conn_check(struct sp_pgconn *c);
 static void conn_lost(struct sp_pgconn *c, const char *msg);
 static void conn_lost_pg(struct sp_pgconn *c);
@@ -436,8 +447,10 @@ static void pool_dispatch(struct sp_pool *pool)
     for (i = 0; i < pool->conf.size; i++)
         conn_settle(&pool->conns[i]);
     while ((req = pool->waiting.head) != NULL) {
-        if ((c = pool_free_conn(pool)) == NULL && (req->kind != PGREQ_QUERY || req->solo ||
-                                                   (c = pool_pipe_conn(pool)) == NULL))
+        int plain = req->kind == PGREQ_QUERY && !req->solo;
+
+        if ((!plain || (c = pool_short_conn(pool)) == NULL) &&
+            (c = pool_free_conn(pool)) == NULL && (!plain || (c = pool_pipe_conn(pool)) == NULL))
             break; /* FIFO: what comes after waits too */
         q_pop(&pool->waiting);
         if (req->kind == PGREQ_QUERY) {
@@ -495,6 +508,50 @@ static struct sp_pgconn *pool_pipe_conn(struct sp_pool *pool)
             best = c;
     }
     return best;
+}
+
+/* With pipeline_depth > 1, before an idle connection: a busy one whose statements in flight
+ * are all known to be quick and expected to be done within PG_SHORT_US in all (the least
+ * loaded of them). A plain query sent there keeps that backend awake: it reads the next
+ * statement as it finishes one, instead of another backend being woken for it, which is most
+ * of a short statement's cost to the database. The wait it may add is bounded by that sum;
+ * a statement of unknown or long typical time is never queued behind. NULL when none. */
+static struct sp_pgconn *pool_short_conn(struct sp_pool *pool)
+{
+    struct sp_pgconn *best = NULL;
+    uint64_t now = sp_now_us(), best_left = 0;
+    int i;
+
+    if (pool->conf.pipeline_depth < 2)
+        return NULL;
+    for (i = 0; i < pool->conf.size; i++) {
+        struct sp_pgconn *c = &pool->conns[i];
+        uint64_t left = 0, ran;
+        struct pgreq *r;
+
+        if (c->state != CONN_BUSY || c->pinned || c->inflight.len >= pool->conf.pipeline_depth)
+            continue;
+        for (r = c->inflight.head; r != NULL; r = r->next) {
+            if (r->kind != PGREQ_QUERY || r->solo || r->expect_us == 0)
+                break;
+            left += r->expect_us;
+        }
+        ran = now - c->head_us;
+        if (r != NULL || ran > (uint64_t)c->inflight.head->expect_us * 4 + PG_SHORT_US)
+            continue; /* a stranger, or a head that runs long past its habit */
+        left = left > ran ? left - ran : 0;
+        if (left > PG_SHORT_US)
+            continue;
+        if (best == NULL || left < best_left)
+            best = c, best_left = left;
+    }
+    return best;
+}
+
+/* The slot of the SQL with this hash in the pool's table of typical times. */
+static struct pgcost *pool_cost(struct sp_pool *pool, uint64_t hash)
+{
+    return &pool->costs[hash % PG_COSTS];
 }
 
 static int pool_count_free(const struct sp_pool *pool)
@@ -807,7 +864,10 @@ static void conn_start(struct sp_pgconn *c, struct pgreq *req)
     char name[16];
     int ok;
 
+    struct pgcost *cost = pool_cost(c->pool, req->hash);
+
     req->nres = 0;
+    req->expect_us = req->kind == PGREQ_QUERY && cost->hash == req->hash ? cost->mean_us : 0;
     q_push(&c->inflight, req);
     c->state = CONN_BUSY;
     if (c->inflight.len == 1) {
@@ -837,14 +897,27 @@ static void conn_start(struct sp_pgconn *c, struct pgreq *req)
     conn_flush(c);
 }
 
-/* The head's answer came: its time joins the pool's running mean (1/8 weight), and the next
- * statement in flight (if any) starts now. */
-static void conn_timed(struct sp_pgconn *c)
+/* The head's answer came: its time joins the pool's running mean and its SQL's (1/8 weight),
+ * and the next statement in flight (if any) starts now. */
+static void conn_timed(struct sp_pgconn *c, const struct pgreq *req)
 {
     uint64_t now = sp_now_us(), took = now - c->head_us;
+    struct pgcost *cost = pool_cost(c->pool, req->hash);
 
     c->pool->stmt_us = c->pool->stmt_us == 0 ? took : (c->pool->stmt_us * 7 + took) / 8;
     c->head_us = now;
+    if (req->kind != PGREQ_QUERY)
+        return;
+    if (took > UINT32_MAX / 8)
+        took = UINT32_MAX / 8;
+    if (cost->hash != req->hash || cost->mean_us == 0) {
+        cost->hash = req->hash; /* a newcomer takes the slot */
+        cost->mean_us = took > 0 ? (uint32_t)took : 1;
+    } else {
+        cost->mean_us = (uint32_t)((cost->mean_us * 7 + took) / 8);
+        if (cost->mean_us == 0)
+            cost->mean_us = 1;
+    }
 }
 
 /* Arms c's guard for the statement at the head of inflight (the one the server runs now): the
@@ -975,7 +1048,7 @@ static int conn_done(struct sp_pgconn *c)
     q_pop(&c->inflight);
     if (c->inflight.head == NULL)
         c->state = CONN_READY;
-    conn_timed(c);
+    conn_timed(c, req);
     conn_guard(c);
     if (req->kind == PGREQ_RESET) {
         PQclear(res);

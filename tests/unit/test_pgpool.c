@@ -1117,6 +1117,68 @@ static void test_pipeline_not_behind_stalled(void **state)
     sp_pool_free(pool);
 }
 
+/* Below the depth, a quick statement goes behind quick ones in flight rather than waking
+ * another backend: once the pool knows SELECT ... pg_backend_pid() to be quick, two sent
+ * together with three idle connections run on one backend, behind each other. */
+static void test_pipeline_quick_behind_quick(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct many m = {0};
+    struct many_one one[2];
+    struct qres warm;
+    char buf[2][16];
+
+    t->depth = 4;
+    pool = pool_open(t, t->url, 3, 100, 5000, 0);
+    wait_idle(t, pool, 3);
+    for (int i = 0; i < 16; i++) { /* one at a time: its typical time is learnt */
+        const char *v[] = {"0"};
+
+        ok(t, pool, "SELECT $1::int * 2, pg_backend_pid()", 1, v, &warm);
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *v[] = {buf[i]};
+
+        one[i] = (struct many_one){&m, i};
+        snprintf(buf[i], sizeof(buf[i]), "%d", i);
+        assert_int_equal(
+            sp_pool_query(pool, "SELECT $1::int * 2, pg_backend_pid()", 1, v, on_many, &one[i]), 0);
+    }
+    loop_until(t, &m.done, 2, WAIT_MS);
+    assert_int_equal(m.ok, 2);
+    assert_int_equal(m.npids, 1);
+    sp_pool_free(pool);
+}
+
+/* Nothing goes behind a statement whose time is not known yet, nor behind one known to be
+ * slow, while a connection is idle: the quick statements sent meanwhile are answered while
+ * each of those still runs. */
+static void test_pipeline_not_behind_unknown_or_slow(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct qres slow, quick, warm;
+
+    t->depth = 4;
+    pool = pool_open(t, t->url, 2, 100, 5000, 0);
+    wait_idle(t, pool, 2);
+    for (int i = 0; i < 8; i++)
+        ok(t, pool, "SELECT 2", 0, NULL, &warm);
+    for (int round = 0; round < 2; round++) { /* first unknown, then known to take 300 ms */
+        memset(&slow, 0, sizeof(slow));
+        memset(&quick, 0, sizeof(quick));
+        assert_int_equal(sp_pool_query(pool, "SELECT pg_sleep(0.3)", 0, NULL, on_query, &slow), 0);
+        assert_int_equal(sp_pool_query(pool, "SELECT 2", 0, NULL, on_query, &quick), 0);
+        loop_until(t, &quick.done, 1, WAIT_MS);
+        assert_int_equal(quick.status, SP_PG_OK);
+        assert_int_equal(slow.done, 0);
+        loop_until(t, &slow.done, 1, WAIT_MS);
+        assert_int_equal(slow.status, SP_PG_OK);
+    }
+    sp_pool_free(pool);
+}
+
 /* A failing statement in the middle of a pipeline fails alone: a runtime error, a statement
  * that does not parse (its Prepare fails) sent twice while the first Prepare is in flight, and
  * the same new SQL twice (the second runs unnamed) all get their own answers. */
@@ -1312,6 +1374,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_many_on_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_not_behind_stalled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_quick_behind_quick, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_not_behind_unknown_or_slow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_error_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_transactions_alone, setup, teardown),
