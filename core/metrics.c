@@ -266,7 +266,7 @@ void metrics_render(struct sp_buf *out)
         sp_buf_printf(out, "\"} %llu\n", count);
     }
     int total = 0, idle = 0, busy = 0, connecting = 0, queued = 0;
-    uint64_t gen = 0;
+    uint64_t gen = 0, token_hits = 0, token_misses = 0;
     for (int i = 0; i < sh->nworkers; i++) {
         struct sp_worker_info *w = &sh->workers[i];
         if (!w->alive)
@@ -275,6 +275,7 @@ void metrics_render(struct sp_buf *out)
         connecting += w->pool_connecting, queued += w->pool_queued;
         if (w->generation > gen)
             gen = w->generation;
+        token_hits += w->token_hits, token_misses += w->token_misses;
     }
     sp_buf_printf(out,
                   "# HELP spacer_db_pool_connections PostgreSQL connections by state.\n"
@@ -307,7 +308,15 @@ void metrics_render(struct sp_buf *out)
                   "# HELP spacer_cache_invalidations_total Change notifications and flushes "
                   "received (per worker).\n"
                   "# TYPE spacer_cache_invalidations_total counter\n"
-                  "spacer_cache_invalidations_total %llu\n",
+                  "spacer_cache_invalidations_total %llu\n"
+                  "# HELP spacer_token_cache_hits_total Bearer tokens found in a worker's cache of "
+                  "verified tokens (live workers, published each second).\n"
+                  "# TYPE spacer_token_cache_hits_total counter\n"
+                  "spacer_token_cache_hits_total %llu\n"
+                  "# HELP spacer_token_cache_misses_total Bearer tokens verified in full (kept when "
+                  "valid; live workers, published each second).\n"
+                  "# TYPE spacer_token_cache_misses_total counter\n"
+                  "spacer_token_cache_misses_total %llu\n",
                   idle, busy, connecting, queued,
                   (unsigned long long)atomic_load(&sh->script_errors),
                   (unsigned long long)atomic_load(&sh->reloads_ok),
@@ -315,7 +324,8 @@ void metrics_render(struct sp_buf *out)
                   (unsigned long long)atomic_load(&sh->restarts),
                   (unsigned long long)atomic_load(&sh->cache_hits),
                   (unsigned long long)atomic_load(&sh->cache_misses),
-                  (unsigned long long)atomic_load(&sh->cache_invalidations));
+                  (unsigned long long)atomic_load(&sh->cache_invalidations),
+                  (unsigned long long)token_hits, (unsigned long long)token_misses);
     render_background(out);
     SP_UNUSED(total);
 }

@@ -22,6 +22,7 @@ struct sp_worker_info {
     char last_error[480];    /* of the last failed attempt, "" after a success */
     int pool_total, pool_idle, pool_busy, pool_connecting, pool_queued;
     size_t lua_memory;
+    uint64_t token_hits, token_misses; /* the worker's cache of verified tokens, since start */
 };
 
 /* Creates the shared region (master, before forking). 0 or -1. */

@@ -157,6 +157,7 @@ static void publish(struct sp_worker *w)
 {
     struct sp_worker_info *wi = metrics_worker(w->index);
     struct sp_pool_stats ps;
+    size_t cached;
 
     if (wi == NULL)
         return;
@@ -171,6 +172,7 @@ static void publish(struct sp_worker *w)
     wi->pool_connecting = ps.connecting;
     wi->pool_queued = ps.queued;
     wi->lua_memory = w->host.gen ? w->host.gen->mem_used : 0;
+    sp_jwt_cache_stats(w->host.jwt_cache, &wi->token_hits, &wi->token_misses, &cached);
 }
 
 /* Records a reload's outcome; the sequence number moves last, when the rest is written. */

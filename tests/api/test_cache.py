@@ -166,6 +166,26 @@ def private_answers_are_never_shared_between_users():
 
 
 @test
+def verified_tokens_are_counted_in_metrics():
+    s = server()
+    _, tok = new_user(s)  # a token no worker has seen
+    time.sleep(1.2)  # workers publish their counts once a second: what came before is in
+    hits = metric(s, "spacer_token_cache_hits_total")
+    misses = metric(s, "spacer_token_cache_misses_total")
+    conn = s.connection()
+    try:
+        for _ in range(4):  # one keep-alive connection: one worker
+            r = s.get("/api/users/profile", token=tok, conn=conn)
+            eq(200, r.status, "profile %r" % r)
+    finally:
+        conn.close()
+    until(lambda: metric(s, "spacer_token_cache_hits_total") >= hits + 3 or None,
+          "three hits of the token cache in /metrics")
+    eq(misses + 1, metric(s, "spacer_token_cache_misses_total"),
+       "the token verified in full once")
+
+
+@test
 def a_route_that_needs_a_token_cannot_be_cached():
     srv = Server(workers=1, extra_routes='''
 spacer.get("/test/private-cached", { auth = true, cache = { "bookings" } }, function(req)
