@@ -27,7 +27,8 @@
 #      between `callgrind_control -z` and `-d`: a cost per request that does not depend on the
 #      host, compared with a baseline commit by bench/report.py;
 #   8. the database ceilings: pgbench -M prepared -c 32 -j 2 running bench/pgbench/*.sql, the
-#      SQL each database scenario runs, with every transaction's latency logged (pgbench -l:
+#      SQL each database scenario runs (a read's right before its scenario in step 3, the
+#      writes' at the end), with every transaction's latency logged (pgbench -l:
 #      its p50 and p99, by bench/report.py); the bcrypt ceiling: cores / the time of one
 #      cost-12 hash (`spacer hash-password` timed at cost 12, minus its start-up at cost 4).
 # Results: a Markdown table printed and written to bench/results/latest.md, the raw figures
@@ -334,6 +335,8 @@ print("   %-15s %3d conns: %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %d  
 }
 
 login_drain=5
+PAIRED_PGBENCH="spaces_home spaces_list space_by_id bookings_list quote invoices_list"
+pgbench_done=""
 cache_probe=0 # 1: run_wrk records the answer cache's hits and misses of each measured run
 # The answer cache's counters, every worker's: "hits misses".
 cache_counts() {
@@ -452,7 +455,57 @@ if has_route POST /api/users/login; then
 fi
 export BENCH_TOKEN BENCH_CLIENT_TOKEN BENCH_PAY_TOKEN
 
-# scenario ID METHOD ROUTE SCRIPT PATH CONNS... : runs it when the route exists.
+# run_pgbench ID: the database ceiling of a scenario, bench/pgbench/ID.sql (step 8).
+run_pgbench() { # id
+    f=bench/pgbench/$1.sql
+    mirrors=$(sed -n 's/^-- mirrors: //p' "$f" | head -1)
+    set -- "$1" -h "$work/pg/run" -p "$pg_port" -U spacer -M prepared -n -c $CONNS -j $THREADS \
+        -D space_min="$space_min" -D space_max="$space_max" -D users=$USERS \
+        -D client_list=$CLIENT_LIST -D client_book=$CLIENT_BOOK -D slot_epoch="$BENCH_SLOT_EPOCH" \
+        -D client_pay=$CLIENT_PAY -D pay_min="$pay_min" -D pay_max="$pay_max" \
+        -D nul=NULL -D min_capacity=$MIN_CAPACITY -D list_pages=$LIST_PAGES \
+        -D home_cap="$home_cap" -D max_list="$MAX_LIST" \
+        -f "$f" spacer
+    id=$1
+    shift
+    timeout $((WARMUP + 30)) "$PGBIN/pgbench" -T "$WARMUP" "$@" >"$work/pgbench-warm.out" 2>&1
+    # The measured run logs transactions' latencies (-l: a line per transaction, each thread
+    # its own file; bench/report.py makes the percentiles). A line costs pgbench ~2.5 µs, a
+    # share of the ceiling at tens of thousands of transactions/s: past PGLOG_SAMPLES
+    # transactions (from the warm-up's rate) a random sample of them is logged.
+    warm_tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/pgbench-warm.out" | head -1)
+    rate=$(awk -v tps="${warm_tps:-0}" -v d="$DURATION" -v n=$PGLOG_SAMPLES 'BEGIN {
+        r = (tps * d > n) ? n / (tps * d) : 1; printf "%.4f", r }')
+    rm -f "$work/pglog-$id".*
+    cpu_begin ""
+    timeout $((DURATION + 30)) "$PGBIN/pgbench" -T "$DURATION" -l --log-prefix="$work/pglog-$id" \
+        --sampling-rate="$rate" "$@" >"$work/pgbench-$id.out" 2>&1
+    cpu_end ""
+    dist=$("$PY" bench/report.py --pgbench-log "$rate" "$work/pglog-$id".* 2>"$work/pglog.err") ||
+        { cat "$work/pglog.err"; dist=null; }
+    rm -f "$work/pglog-$id".*
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/pgbench-$id.out" | head -1)
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$work/pgbench-$id.out" | head -1)
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/pgbench-$id.out" | head -1)
+    if [ -z "$tps" ] || [ -z "$lat" ]; then
+        tail -20 "$work/pgbench-$id.out"
+        skip "pgbench $id failed"
+        return 1
+    fi
+    printf '{"kind":"pgbench","id":"%s","mirrors":"%s","clients":%d,"tps":%s,"latency_ms":%s,"failed":%s,"latency_log":%s,%s}\n' \
+        "$id" "$(json_str "$mirrors")" $CONNS "$tps" "$lat" "${failed:-0}" "$dist" "$cpu" >>"$results"
+    tail -1 "$results" | "$PY" -c 'import json,sys
+r=json.loads(sys.stdin.read()); c=r["cpu"]; n=max(1,r["tps"]*c["wall_s"]); d=r["latency_log"] or {}
+print("   pgbench %-15s %10.1f tps  mean %6.2f ms  p50 %s  p99 %s  failed %s  cpu/tx: pg %.0f us, pgbench %.0f us; other load %.0f%%" % (
+    r["id"], r["tps"], r["latency_ms"],
+    "%.2f ms" % (d["p50_us"]/1000) if d else "?", "%.2f ms" % (d["p99_us"]/1000) if d else "?",
+    r["failed"], c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
+    100*max(0, c["machine_busy_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"])))'
+}
+
+# scenario ID METHOD ROUTE SCRIPT PATH CONNS... : runs it when the route exists; a
+# read's pgbench ceiling runs right before it (PAIRED_PGBENCH), in the same state of the data
+# and of the host.
 scenario() {
     id=$1 method=$2 route=$3 script=$4 path=$5
     shift 5
@@ -470,6 +523,15 @@ scenario() {
         ;;
     esac
     log "scenario $id: $method $(printf '%s' "$route" | tr -d '\\')"
+    case " $PAIRED_PGBENCH " in
+    *" $id "*)
+        if [ -f "bench/pgbench/$id.sql" ]; then
+            sid=$id
+            run_pgbench "$sid" && pgbench_done="$pgbench_done $sid"
+            id=$sid # run_pgbench sets id
+        fi
+        ;;
+    esac
     for c in "$@"; do
         if [ "$id" = healthz ] && [ -n "$nginx_pid" ]; then # its ceiling, just before it
             (port=$nginx_port server_pid=$nginx_pid; run_wrk nginx "$c" static.lua /) # run_wrk sets id, c...
@@ -712,57 +774,12 @@ if want instructions; then
 fi
 
 # ---- the database ceilings: pgbench -------------------------------------------------------
-run_pgbench() { # id
-    f=bench/pgbench/$1.sql
-    mirrors=$(sed -n 's/^-- mirrors: //p' "$f" | head -1)
-    set -- "$1" -h "$work/pg/run" -p "$pg_port" -U spacer -M prepared -n -c $CONNS -j $THREADS \
-        -D space_min="$space_min" -D space_max="$space_max" -D users=$USERS \
-        -D client_list=$CLIENT_LIST -D client_book=$CLIENT_BOOK -D slot_epoch="$BENCH_SLOT_EPOCH" \
-        -D client_pay=$CLIENT_PAY -D pay_min="$pay_min" -D pay_max="$pay_max" \
-        -D nul=NULL -D min_capacity=$MIN_CAPACITY -D list_pages=$LIST_PAGES \
-        -D home_cap="$home_cap" -D max_list="$MAX_LIST" \
-        -f "$f" spacer
-    id=$1
-    shift
-    timeout $((WARMUP + 30)) "$PGBIN/pgbench" -T "$WARMUP" "$@" >"$work/pgbench-warm.out" 2>&1
-    # The measured run logs transactions' latencies (-l: a line per transaction, each thread
-    # its own file; bench/report.py makes the percentiles). A line costs pgbench ~2.5 µs, a
-    # share of the ceiling at tens of thousands of transactions/s: past PGLOG_SAMPLES
-    # transactions (from the warm-up's rate) a random sample of them is logged.
-    warm_tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/pgbench-warm.out" | head -1)
-    rate=$(awk -v tps="${warm_tps:-0}" -v d="$DURATION" -v n=$PGLOG_SAMPLES 'BEGIN {
-        r = (tps * d > n) ? n / (tps * d) : 1; printf "%.4f", r }')
-    rm -f "$work/pglog-$id".*
-    cpu_begin ""
-    timeout $((DURATION + 30)) "$PGBIN/pgbench" -T "$DURATION" -l --log-prefix="$work/pglog-$id" \
-        --sampling-rate="$rate" "$@" >"$work/pgbench-$id.out" 2>&1
-    cpu_end ""
-    dist=$("$PY" bench/report.py --pgbench-log "$rate" "$work/pglog-$id".* 2>"$work/pglog.err") ||
-        { cat "$work/pglog.err"; dist=null; }
-    rm -f "$work/pglog-$id".*
-    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/pgbench-$id.out" | head -1)
-    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$work/pgbench-$id.out" | head -1)
-    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/pgbench-$id.out" | head -1)
-    if [ -z "$tps" ] || [ -z "$lat" ]; then
-        tail -20 "$work/pgbench-$id.out"
-        skip "pgbench $id failed"
-        return 1
-    fi
-    printf '{"kind":"pgbench","id":"%s","mirrors":"%s","clients":%d,"tps":%s,"latency_ms":%s,"failed":%s,"latency_log":%s,%s}\n' \
-        "$id" "$(json_str "$mirrors")" $CONNS "$tps" "$lat" "${failed:-0}" "$dist" "$cpu" >>"$results"
-    tail -1 "$results" | "$PY" -c 'import json,sys
-r=json.loads(sys.stdin.read()); c=r["cpu"]; n=max(1,r["tps"]*c["wall_s"]); d=r["latency_log"] or {}
-print("   pgbench %-15s %10.1f tps  mean %6.2f ms  p50 %s  p99 %s  failed %s  cpu/tx: pg %.0f us, pgbench %.0f us; other load %.0f%%" % (
-    r["id"], r["tps"], r["latency_ms"],
-    "%.2f ms" % (d["p50_us"]/1000) if d else "?", "%.2f ms" % (d["p99_us"]/1000) if d else "?",
-    r["failed"], c["postgres_s"]/n*1e6, c["client_s"]/n*1e6,
-    100*max(0, c["machine_busy_s"]-c["postgres_s"]-c["client_s"])/(c["cores"]*c["wall_s"])))'
-}
 log "ceilings: pgbench -M prepared -n -c $CONNS -j $THREADS -T $DURATION"
 printf '{"kind":"meta","pglog_samples":%d}\n' $PGLOG_SAMPLES >>"$results"
 # Reads first: booking_create adds rows.
 for id in spaces_list spaces_home space_by_id bookings_list quote invoices_list booking_create payment_create; do
     want "$id" || continue
+    case " $pgbench_done " in *" $id "*) continue ;; esac # ran with its scenario
     if [ -f "bench/pgbench/$id.sql" ]; then
         run_pgbench "$id"
     else
