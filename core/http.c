@@ -38,6 +38,7 @@
 #define MAX_HEADERS    100
 #define LINGER_MS      2000  /* after an error or Connection: close, wait this long for EOF */
 #define ACCEPT_BATCH   64
+#define DEFER_US       2000 /* a worker ahead in connections leaves a new one to the others */
 #define INPUT_HOLD     65536 /* unparsed bytes kept while a request runs; then reading pauses */
 #define SPARE_BUFS     32    /* read buffers of idle connections kept for the next reads */
 
@@ -124,9 +125,13 @@ struct sp_http {
     char date[64];
     struct sp_buf spare[SPARE_BUFS]; /* read buffers between two requests, for any connection */
     int nspare;
+    int *bal_counts;          /* sp_http_balance(): every worker's open connections, shared */
+    int bal_n, bal_self;
+    struct event *defer_ev;   /* the accept watch comes back after DEFER_US */
 };
 
 static void conn_close(struct sp_http_conn *c);
+static void publish_count(struct sp_http *h);
 static void conn_process(struct sp_http_conn *c);
 static void conn_refuse(struct sp_http_conn *c, int status, const char *code, const char *msg);
 static void conn_flush(struct sp_http_conn *c);
@@ -1162,6 +1167,7 @@ static struct sp_http_conn *conn_new(struct sp_http *h, int fd)
     c->state = C_IDLE;
     TAILQ_INSERT_TAIL(&h->conns, c, all);
     h->nconns++;
+    publish_count(h);
     return c;
 }
 
@@ -1184,6 +1190,7 @@ static void conn_close(struct sp_http_conn *c)
     idle_leave(c);
     TAILQ_REMOVE(&h->conns, c, all);
     h->nconns--;
+    publish_count(h);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)
@@ -1239,12 +1246,67 @@ static void refuse_connection(struct sp_http *h, int fd)
     close(fd);
 }
 
+/* ---- sharing the listener between workers ------------------------------------------------ */
+
+static void publish_count(struct sp_http *h)
+{
+    if (h->bal_counts != NULL)
+        __atomic_store_n(&h->bal_counts[h->bal_self], h->draining ? -1 : h->nconns,
+                         __ATOMIC_RELAXED);
+}
+
+/* 1 when another worker that accepts holds fewer connections than this one. */
+static int ahead(const struct sp_http *h)
+{
+    for (int i = 0; i < h->bal_n; i++) {
+        int n = i == h->bal_self ? -1 : __atomic_load_n(&h->bal_counts[i], __ATOMIC_RELAXED);
+        if (n >= 0 && n < h->nconns)
+            return 1;
+    }
+    return 0;
+}
+
+static void accept_some(struct sp_http *h, int forced);
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    SP_UNUSED(lfd);
+    SP_UNUSED(what);
+    accept_some(arg, 0);
+}
+
+/* The head start is over: one connection the others have not taken by now, this worker takes
+ * (and more while it is not ahead). */
+static void on_defer_end(evutil_socket_t fd, short what, void *arg)
 {
     struct sp_http *h = arg;
 
+    SP_UNUSED(fd);
     SP_UNUSED(what);
+    if (h->draining || h->accept_ev == NULL)
+        return;
+    event_add(h->accept_ev, NULL);
+    accept_some(h, 1);
+}
+
+/* Takes the connections waiting on the listener, up to ACCEPT_BATCH. All workers share one
+ * listener (woken together, the first to call accept4() gets the connection); a worker
+ * holding more connections than another steps back for DEFER_US before it takes one, so
+ * that connections opened together (a client's or a proxy's keep-alive pool) spread evenly
+ * instead of going to whichever worker the kernel woke first. A worker that does not take
+ * them (busy, stuck) holds them up by DEFER_US each at most: the others take one per
+ * DEFER_US meanwhile; one that has exited or drains counts -1 and is left out. */
+static void accept_some(struct sp_http *h, int forced)
+{
+    int lfd = h->listen_fd;
+
     for (int i = 0; i < ACCEPT_BATCH && !h->draining; i++) {
+        if (!(forced && i == 0) && h->bal_counts != NULL && ahead(h)) {
+            struct timeval tv = {0, DEFER_US};
+            event_del(h->accept_ev);
+            evtimer_add(h->defer_ev, &tv);
+            return;
+        }
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int one = 1, fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1319,10 +1381,13 @@ void sp_http_drain(struct sp_http *h)
     struct sp_http_conn *c;
 
     h->draining = 1;
+    publish_count(h);
     if (h->accept_ev != NULL) {
         event_free(h->accept_ev);
         h->accept_ev = NULL;
     }
+    if (h->defer_ev != NULL)
+        event_del(h->defer_ev);
     while ((c = TAILQ_FIRST(&h->idle)) != NULL)
         conn_close(c);
 }
@@ -1335,6 +1400,8 @@ void sp_http_free(struct sp_http *h)
         return;
     if (h->accept_ev != NULL)
         event_free(h->accept_ev);
+    if (h->defer_ev != NULL)
+        event_free(h->defer_ev);
     while ((c = TAILQ_FIRST(&h->conns)) != NULL)
         conn_close(c);
     while (h->nspare > 0)
@@ -1345,6 +1412,19 @@ void sp_http_free(struct sp_http *h)
 int sp_http_connections(const struct sp_http *h)
 {
     return h->nconns;
+}
+
+int sp_http_balance(struct sp_http *h, int *counts, int n, int self)
+{
+    if (counts == NULL || n < 2 || self < 0 || self >= n || h->listen_fd < 0)
+        return 0;
+    if (h->defer_ev == NULL && (h->defer_ev = evtimer_new(h->base, on_defer_end, h)) == NULL)
+        return -1;
+    h->bal_counts = counts;
+    h->bal_n = n;
+    h->bal_self = self;
+    publish_count(h);
+    return 0;
 }
 
 /* ---- without sockets --------------------------------------------------------------------- */

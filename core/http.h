@@ -70,6 +70,11 @@ void sp_http_free(struct sp_http *h);
 /* Stops accepting; idle connections close, busy ones close after their answer. */
 void sp_http_drain(struct sp_http *h);
 int sp_http_connections(const struct sp_http *h);
+/* When workers share one listener: counts[self] is kept at this worker's open connections
+ * (-1 once draining), and while another worker's counts[i] (>= 0) is lower, this one leaves
+ * new connections to it for a moment (see accept_some() in http.c). counts is shared memory
+ * of n ints; n < 2 or counts NULL: no balancing. 0, or -1 when out of memory. */
+int sp_http_balance(struct sp_http *h, int *counts, int n, int self);
 
 /* A response's headers, built by the upper layer: "Name: value\r\n" lines. */
 struct sp_http_out {

@@ -1,6 +1,7 @@
-/* master.c: the master process. It binds one SO_REUSEPORT listener per worker slot and keeps
- * them open, so a crashed worker's queued connections wait for its replacement instead of
- * being reset. It forks the workers, restarts a crashed one with backoff, forwards SIGHUP,
+/* master.c: the master process. It binds one listener that every worker accepts from (they
+ * spread connections evenly between them: sp_http_balance()) and keeps a copy open, so while
+ * all workers are down connections queue for their replacements instead of being reset. It
+ * forks the workers, restarts a crashed one with backoff, forwards SIGHUP,
  * answers reload requests on a Unix control socket (from `spacer reload` and the admin
  * endpoint, with every worker's outcome), watches the scripts in development, and on
  * SIGTERM/SIGINT drains the workers and exits 0. No libevent here: one poll() loop over a
@@ -35,7 +36,7 @@
 
 struct slot {
     pid_t pid;
-    int fd;              /* this slot's listener */
+    int fd;              /* the listener, this slot's copy */
     uint64_t started_us; /* to tell a crash loop from a rare crash */
     int backoff_ms;
     uint64_t restart_at_us; /* 0: not waiting */
@@ -66,7 +67,7 @@ void sp_master_ctl_path(const struct sp_conf *conf, char *buf, size_t cap)
         snprintf(buf, cap, "%s.sock", pid);
 }
 
-static int listen_socket(const struct sp_conf *c, int reuseport, sp_err *err)
+static int listen_socket(const struct sp_conf *c, sp_err *err)
 {
     struct sockaddr_in sa = {0};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
@@ -80,8 +81,6 @@ static int listen_socket(const struct sp_conf *c, int reuseport, sp_err *err)
     if (fd < 0)
         goto sysfail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
-        goto sysfail;
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
         goto sysfail;
     if (listen(fd, 4096) != 0)
@@ -159,6 +158,8 @@ static void reap(struct master *m)
             struct sp_worker_info *wi = metrics_worker(i);
             if (wi)
                 wi->alive = 0;
+            if (metrics_conns() != NULL && i < metrics_nworkers())
+                metrics_conns()[i] = -1; /* its connections are gone: not one to leave new ones to */
             if (m->stopping) {
                 sp_log(SP_LOG_INFO, "worker %d (pid %d) exited", i, (int)pid);
                 break;
@@ -457,21 +458,24 @@ int sp_master_run(const struct sp_conf *conf)
         return 1;
     }
     sp_gen_unref(probe);
-    /* A plain bind first: it fails if anything (another spacer) already has the port. */
-    if ((fd = listen_socket(conf, 0, &err)) < 0) {
+    /* One listener for all workers (it fails if anything, another spacer, has the port). */
+    if ((fd = listen_socket(conf, &err)) < 0) {
         fprintf(stderr, "spacer: %s\n", err.msg);
         return 1;
     }
-    close(fd);
     m.n = conf->workers;
     m.slots = calloc((size_t)m.n, sizeof(*m.slots));
-    if (metrics_init(m.n, &err) != 0 || sp_cache_shared_init(&err) != 0)
+    if (metrics_init(m.n, &err) != 0 || sp_cache_shared_init(&err) != 0) {
+        close(fd);
         goto done;
+    }
     for (int i = 0; i < m.n; i++)
-        if ((m.slots[i].fd = listen_socket(conf, 1, &err)) < 0) {
-            fprintf(stderr, "spacer: %s\n", err.msg);
+        if ((m.slots[i].fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+            fprintf(stderr, "spacer: cannot share the listener: %s\n", strerror(errno));
+            close(fd);
             goto done;
         }
+    close(fd);
     if (write_pid_file(conf->pid_file, &err) != 0 || (m.ctlfd = ctl_listen(&m, &err)) < 0) {
         fprintf(stderr, "spacer: %s\n", err.msg);
         goto done;

@@ -33,6 +33,7 @@ struct shared {
     atomic_ullong timer_ok, timer_failed, timer_skipped;
     atomic_ullong cache_hits, cache_misses, cache_invalidations;
     struct sp_worker_info workers[SP_MAX_WORKERS];
+    int conns[SP_MAX_WORKERS]; /* each worker's open connections; -1: not accepting */
     struct slot slots[SLOTS];
 };
 
@@ -49,7 +50,14 @@ int metrics_init(int nworkers, sp_err *err)
     }
     sh = p;
     sh->nworkers = nworkers < SP_MAX_WORKERS ? nworkers : SP_MAX_WORKERS;
+    for (int i = 0; i < SP_MAX_WORKERS; i++)
+        sh->conns[i] = -1;
     return 0;
+}
+
+int *metrics_conns(void)
+{
+    return sh ? sh->conns : NULL;
 }
 
 struct sp_worker_info *metrics_worker(int index)

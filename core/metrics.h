@@ -29,6 +29,9 @@ struct sp_worker_info {
 int metrics_init(int nworkers, sp_err *err);
 struct sp_worker_info *metrics_worker(int index); /* NULL when out of range or not set up */
 int metrics_nworkers(void);
+/* Each worker's open connections (metrics_nworkers() of them), for sp_http_balance(); -1 for a
+ * worker that does not accept (not started, gone, draining). NULL when not set up. */
+int *metrics_conns(void);
 
 void metrics_observe(const char *route, const char *method, int status, uint64_t dur_us);
 void metrics_script_error(void);

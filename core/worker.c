@@ -466,8 +466,10 @@ int sp_worker_run(const struct sp_conf *conf, int index, int listen_fd, int ctl_
     }
     if (sp_httpc_start(&w.host, &err) != 0) /* calls will try again, and say why */
         sp_log(SP_LOG_ERROR, "worker %d: outbound HTTP unavailable: %s", index, err.msg);
-    if ((w.http = sp_http_new(w.base, listen_fd, &lim, &cbs, &w, &err)) == NULL) {
-        sp_log(SP_LOG_ERROR, "worker %d: cannot listen: %s", index, err.msg);
+    if ((w.http = sp_http_new(w.base, listen_fd, &lim, &cbs, &w, &err)) == NULL ||
+        sp_http_balance(w.http, metrics_conns(), metrics_nworkers(), index) != 0) {
+        sp_log(SP_LOG_ERROR, "worker %d: cannot listen: %s", index,
+               w.http ? "out of memory" : err.msg);
         goto done;
     }
     w.sig_term = evsignal_new(w.base, SIGTERM, on_signal, &w);

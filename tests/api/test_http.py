@@ -272,6 +272,30 @@ def slow_headers_are_cut_with_408():
 
 
 @test
+def connections_opened_one_after_another_alternate_between_workers():
+    # A proxy's or a browser's keep-alive pool: connections opened in a row and kept. Each
+    # goes to the worker holding fewer (the request id names the worker that answered);
+    # a kernel hash would split them 10/10 only as often as not.
+    srv = Server(workers=2).start()
+    socks, per_worker = [], {}
+    try:
+        for _ in range(20):
+            s = connect(srv.port)
+            socks.append(s)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, headers, _, _ = read_response(s)
+            eq(200, status)
+            worker = headers["x-request-id"].split("-")[1]
+            per_worker[worker] = per_worker.get(worker, 0) + 1
+        eq(2, len(per_worker), "both workers took connections: %r" % per_worker)
+        check(abs(per_worker["0"] - per_worker["1"]) <= 2, "20 connections split %r" % per_worker)
+    finally:
+        for s in socks:
+            s.close()
+        srv.close()
+
+
+@test
 def ten_thousand_idle_keepalive_connections():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 10000 + 200
