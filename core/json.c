@@ -750,9 +750,17 @@ static int sc_string(struct scale *s, const char **str, size_t *len)
 
 static int sc_key_scaled(const struct scale *s, const char *key, size_t len)
 {
-    for (const char *k = s->keys, *end = s->keys + s->keys_len; k + len + 2 <= end; k++)
-        if (*k == ',' && k[len + 1] == ',' && memcmp(k + 1, key, len) == 0)
+    const char *end = s->keys + s->keys_len;
+
+    /* ",amount,total,": from one comma to the next, each name compared once */
+    for (const char *k = s->keys; k + len + 2 <= end;) {
+        const char *next = memchr(k + 1, ',', (size_t)(end - k - 1));
+        if (next == NULL)
+            return 0;
+        if ((size_t)(next - k - 1) == len && memcmp(k + 1, key, len) == 0)
             return 1;
+        k = next;
+    }
     return 0;
 }
 
@@ -823,7 +831,8 @@ static int sc_number(struct scale *s, int scaled)
 static int sc_value(struct scale *s, int scaled, int depth);
 
 /* An object's members, in the order of their keys' bytes as the encoder writes them: each
- * "key":value is written, then the members are copied out and written back sorted. */
+ * "key":value is written; unless they came in that order, they are then copied out and
+ * written back sorted. */
 struct sc_member {
     const char *key;
     size_t len, from, to;
@@ -835,8 +844,8 @@ static int sc_object(struct scale *s, int depth)
     size_t n = 0, cap = SP_ARRAY_LEN(small), open;
     const char *str;
     size_t len;
-    int rc = -1;
-    char *copy = NULL;
+    int rc = -1, sorted = 1;
+    char small_copy[512], *copy = NULL, *from;
 
     sp_buf_addc(s->out, '{');
     open = s->out->len;
@@ -854,6 +863,8 @@ static int sc_object(struct scale *s, int depth)
             m = bigger;
             cap *= 2;
         }
+        if (n > 0)
+            sp_buf_addc(s->out, ',');
         m[n].key = str, m[n].len = len, m[n].from = s->out->len;
         sp_buf_add(s->out, str - 1, len + 2);
         sc_ws(s);
@@ -885,16 +896,25 @@ static int sc_object(struct scale *s, int depth)
             m[j] = m[j - 1];
             j--;
         }
+        if (j != i)
+            sorted = 0;
         m[j] = t;
     }
-    if ((copy = malloc(s->out->len - open)) == NULL)
+    if (sorted) { /* already in key order: written as they are */
+        sp_buf_addc(s->out, '}');
+        rc = 0;
         goto done;
-    memcpy(copy, s->out->data + open, s->out->len - open);
+    }
+    if (s->out->len - open > sizeof(small_copy) &&
+        (copy = malloc(s->out->len - open)) == NULL)
+        goto done;
+    from = copy != NULL ? copy : small_copy;
+    memcpy(from, s->out->data + open, s->out->len - open);
     s->out->len = open;
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
             sp_buf_addc(s->out, ',');
-        sp_buf_add(s->out, copy + (m[i].from - open), m[i].to - m[i].from);
+        sp_buf_add(s->out, from + (m[i].from - open), m[i].to - m[i].from);
     }
     sp_buf_addc(s->out, '}');
     rc = 0;

@@ -205,16 +205,49 @@ static void add_jsonb_number(const char *s, size_t n, struct sp_buf *out)
     sp_buf_free(&big);
 }
 
+/* A plain integer of at most 18 digits without a leading zero, as jsonb writes most numbers
+ * (ids): the text the decoder and the encoder would write back, but "-0", which is 0. */
+static int plain_int(const char *s, size_t n)
+{
+    size_t d = s[0] == '-';
+
+    if (n - d == 0 || n - d > 18 || (s[d] == '0' && n - d > 1))
+        return 0;
+    for (size_t i = d; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
 int sp_pgjson_jsonb(const char *v, size_t len, struct sp_buf *out)
 {
     size_t start = out->len, i = 0;
 
+    sp_buf_reserve(out, len); /* the text less its spaces, but for \b, \f and big numbers */
     while (i < len) {
         char c = v[i];
-        if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+        switch (c) {
+        case ' ':
+        case '\n':
+        case '\t':
+        case '\r': i++; continue;
+        case '{':
+        case '}':
+        case '[':
+        case ']':
+        case ',':
+        case ':':
+            sp_buf_addc(out, c);
             i++;
-        } else if (c == '"') { /* PostgreSQL escapes \b \f \n \r \t \" \\ and \u00XX only */
+            continue;
+        case '"': { /* PostgreSQL escapes \b \f \n \r \t \" \\ and \u00XX only */
             size_t j = i + 1, from = i;
+            const char *q = memchr(v + j, '"', len - j);
+            if (q != NULL && memchr(v + j, '\\', (size_t)(q - v) - j) == NULL) {
+                sp_buf_add(out, v + i, (size_t)(q - v) + 1 - i); /* no escape: as it is */
+                i = (size_t)(q - v) + 1;
+                continue;
+            }
             for (; j < len && v[j] != '"'; j++) {
                 if (v[j] != '\\')
                     continue;
@@ -231,16 +264,22 @@ int sp_pgjson_jsonb(const char *v, size_t len, struct sp_buf *out)
                 goto bad; /* unterminated */
             sp_buf_add(out, v + from, j + 1 - from);
             i = j + 1;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            continue;
+        }
+        default: break;
+        }
+        if (c == '-' || (c >= '0' && c <= '9')) {
             size_t j = i;
             while (j < len && (v[j] == '-' || v[j] == '+' || v[j] == '.' || v[j] == 'e' ||
                                v[j] == 'E' || (v[j] >= '0' && v[j] <= '9')))
                 j++;
-            add_jsonb_number(v + i, j - i, out);
+            if (!plain_int(v + i, j - i))
+                add_jsonb_number(v + i, j - i, out);
+            else if (j - i == 2 && v[i] == '-' && v[i + 1] == '0')
+                sp_buf_addc(out, '0');
+            else
+                sp_buf_add(out, v + i, j - i);
             i = j;
-        } else if (strchr("{}[],:", c) != NULL && c != '\0') {
-            sp_buf_addc(out, c);
-            i++;
         } else if (len - i >= 4 &&
                    (memcmp(v + i, "true", 4) == 0 || memcmp(v + i, "null", 4) == 0)) {
             sp_buf_add(out, v + i, 4);

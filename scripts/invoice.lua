@@ -8,6 +8,7 @@
 --   invoice.json(row) -> the invoice as the API shows it (amounts in major units); lists
 --     write the same object from SQL (routes/payments.lua, INVOICE_JSON): change both together
 --   invoice.lines(stored, currency) -> the lines as invoice.json shows them
+--   invoice.LINE_AMOUNTS -> the keys of a line that are amounts (what lists scale in C)
 --   invoice.html(row) -> the printable page (a complete HTML document)
 --   invoice.escape(s) -> s with & < > " ' escaped
 --
@@ -67,6 +68,13 @@ local function rate_of(row)
   r = tonumber(r)
   return math.tointeger(r) or r
 end
+
+-- The keys of a stored line whose integers are amounts in minor units. Lists show the stored
+-- lines as they are but for these, in major units (spacer.json.scaler over the jsonb text,
+-- routes/payments.lua INVOICE_SHAPERS): the same as _M.lines, since stored lines hold
+-- exactly code, description, quantity and these two, as integers (from_breakdown). A key
+-- added here or there: change both together.
+_M.LINE_AMOUNTS = { "unit_amount", "amount" }
 
 -- The stored lines (minor units) as the API shows them: amounts in major units.
 function _M.lines(stored, currency)

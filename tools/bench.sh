@@ -42,8 +42,9 @@
 # space_by_id bookings_list quote booking_create invoices_list payment_create login reload
 # memory spaces_home_cache spaces_list_cache space_by_id_cache instructions; a database
 # scenario's id also runs its pgbench ceiling), BENCH_INSTR_REQUESTS (300: the requests each
-# scenario of step 7 counts), BENCH_PERF=1 (CPU profiles of each measured run in $OUT/perf/,
-# with perf; slows the runs a little).
+# scenario of step 7 counts), BENCH_CALLGRIND_DIR (step 7 keeps each scenario's callgrind
+# dump there as ID.callgrind, for callgrind_annotate: where the instructions go), BENCH_PERF=1
+# (CPU profiles of each measured run in $OUT/perf/, with perf; slows the runs a little).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -730,6 +731,9 @@ instr() {
         cat "$work/cgc.out"
         skip "instructions $id: no callgrind dump"
         return 0
+    fi
+    if [ -n "${BENCH_CALLGRIND_DIR:-}" ]; then
+        mkdir -p "$BENCH_CALLGRIND_DIR" && cp "$dump" "$BENCH_CALLGRIND_DIR/$id.callgrind"
     fi
     read -r _ sent _ ok <"$work/instr.out"
     printf '{"kind":"instructions","id":"%s","path":"%s","requests":%d,"ok":%d,"ir":%s}\n' \

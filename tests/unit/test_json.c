@@ -1019,10 +1019,16 @@ static void test_scale(void **state)
          "{\"a\":[],\"b\":{\"y\":2,\"z\":1},\"tax\":2,\"tax_rate\":1}"},
         {"{\"amount\": 123456789012345678}", "{\"amount\":1234567890123456.8}"},
         {"\"caf\xc3\xa9 <x>\"", "\"caf\xc3\xa9 <x>\""},
+        /* already in key order (written as it comes), and a name that only ends like a key */
+        {"{\"amount\": 250, \"code\": \"x\", \"total\": 5}",
+         "{\"amount\":2.5,\"code\":\"x\",\"total\":0.05}"},
+        {"{\"mount\": 1, \"t\": 2, \"otal\": 3, \"amount,total\": 4}",
+         "{\"amount,total\":4,\"mount\":1,\"otal\":3,\"t\":2}"},
     };
     static const char *const left[] = {
         "{", "{\"a\": \"q\\\"\"}", "{\"a\": 01}", "{\"a\": .5}", "{\"a\": 1.e5}", "[1,]",
         "{\"a\" 1}", "1 2", "{\"total\": 99999999999999999999}", "tru", "",
+        "{\"a\": 1, \"b\": }", "{\"b\": 1, \"a\": 2", "{\"a\": 1 \"b\": 2}",
     };
 
     (void)state;
@@ -1040,6 +1046,22 @@ static void test_scale(void **state)
         assert_int_equal(-1, sp_json_scale(left[i], strlen(left[i]), keys, strlen(keys), 100,
                                            &b));
         assert_int_equal(1, b.len);
+        sp_buf_free(&b);
+    }
+    { /* an object whose members take more room than the copy kept on the stack */
+        struct sp_buf in = {0}, want = {0}, b = {0};
+        sp_buf_adds(&in, "{\"z\": \"");
+        sp_buf_adds(&want, "{\"a\":[1,{\"total\":0.02}],\"z\":\"");
+        for (int i = 0; i < 700; i++) {
+            sp_buf_addc(&in, 'x');
+            sp_buf_addc(&want, 'x');
+        }
+        sp_buf_adds(&in, "\", \"a\": [1, {\"total\": 2}]}");
+        sp_buf_adds(&want, "\"}");
+        assert_int_equal(0, sp_json_scale(in.data, in.len, keys, strlen(keys), 100, &b));
+        assert_string_equal(want.data, b.data);
+        sp_buf_free(&in);
+        sp_buf_free(&want);
         sp_buf_free(&b);
     }
 }
