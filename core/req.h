@@ -103,6 +103,11 @@ struct sp_req {
     char *cache_key; /* non-NULL: store the answer under it, with cache_versions */
     uint64_t cache_versions[SP_CACHE_MAX_TAGS];
     char method[16];
+    /* The Lua request table (its identity: lazily made fields are read from here while it
+     * runs) and the route's parameters (pointing into the request's path). */
+    const void *lua_req;
+    int nparams;
+    struct sp_param params[SP_ROUTE_MAX_PARAMS];
     sp_err err;
 };
 
