@@ -254,7 +254,7 @@ static void reply_results(struct sp_req *req, int nres)
 {
     lua_State *co = req->co;
     struct sp_file *file;
-    struct sp_buf b = {0};
+    struct sp_buf *b = &req->body; /* sent before it returns (copied if it must wait) */
     sp_err err;
     int status;
 
@@ -294,17 +294,18 @@ static void reply_results(struct sp_req *req, int nres)
                   s, len);
         return;
     }
-    if (sp_json_encode(co, 2, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
+    b->len = 0;
+    if (sp_json_encode(co, 2, b, SP_JSON_MAX_DEPTH, &err) != 0) {
         sp_log(SP_LOG_ERROR, "%s %s: %s", req->id, req->route->source, err.msg);
         send_error(req, 500, "script_error", "internal error");
     } else if (req->etag && status == 200 && !has_header(req, "Content-Type")) {
-        reply_tagged(req, co, nres >= 3 ? 3 : 0, &b);
+        reply_tagged(req, co, nres >= 3 ? 3 : 0, b);
     } else {
         send_body(req, status,
                   has_header(req, "Content-Type") ? NULL : "application/json; charset=utf-8",
-                  b.data, b.len);
+                  b->data, b->len);
     }
-    sp_buf_free(&b);
+    b->len = 0;
 }
 
 /* A spacer.error table at the top of co: the reply it asks for. */
@@ -482,10 +483,13 @@ static void req_free(struct sp_req *req)
     if (req->co != NULL)
         co_release(req);
     sp_gen_unref(req->gen);
+    if (req->body.cap > SP_REQ_KEEP_BODY)
+        sp_buf_free(&req->body);
     if (host->nspare_req < SP_HOST_SPARE_REQS && req->out.head.cap <= 4096) {
         host->spare_req[host->nspare_req++] = req;
     } else {
         sp_buf_free(&req->out.head);
+        sp_buf_free(&req->body);
         free(req);
     }
     if (--host->inflight == 0 && host->draining && host->on_idle != NULL)
@@ -564,6 +568,7 @@ void sp_req_log_flush(struct sp_host *host, int final)
         while (host->nspare_req > 0) {
             struct sp_req *req = host->spare_req[--host->nspare_req];
             sp_buf_free(&req->out.head);
+            sp_buf_free(&req->body);
             free(req);
         }
     }
@@ -1081,19 +1086,22 @@ static int push_claims(struct sp_req *req, lua_State *co)
     return 0;
 }
 
-/* A zeroed request: a spare one (its header buffer kept, emptied) or a new one. */
+/* A zeroed request: a spare one (its header and body buffers kept, emptied) or a new one. */
 static struct sp_req *req_new(struct sp_host *host)
 {
     struct sp_req *req;
-    struct sp_buf head;
+    struct sp_buf head, body;
 
     if (host->nspare_req == 0)
         return calloc(1, sizeof(*req));
     req = host->spare_req[--host->nspare_req];
     head = req->out.head;
+    body = req->body;
     memset(req, 0, sizeof(*req));
     head.len = 0;
+    body.len = 0;
     req->out.head = head;
+    req->body = body;
     return req;
 }
 
