@@ -634,6 +634,19 @@ static size_t put_u64(char *at, uint64_t v)
     return n;
 }
 
+/* Appends s escaped for JSON up to cap - 7 (as sp_json_escape): the plain bytes here, one by
+ * one (the access log's strings are short), the rest from the first byte to escape there. */
+static void put_text(char *line, size_t cap, size_t *len, const char *s)
+{
+    size_t n = *len;
+
+    while (*s != '\0' && n + 7 < cap && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
+        line[n++] = *s++;
+    *len = n;
+    if (*s != '\0' && n + 7 < cap)
+        sp_json_escape(line, cap, len, s);
+}
+
 static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
                        const char *method, const char *path, int status, size_t bytes,
                        uint64_t dur)
@@ -651,13 +664,13 @@ static void access_log(struct sp_host *host, const char *id, const struct sp_rou
         line[len++] = '-', now = -now;
     len += put_u64(line + len, (uint64_t)now);
     PUTS(",\"request_id\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &len, id);
+    put_text(line, sizeof(line) - 200, &len, id);
     PUTS("\",\"method\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &len, method);
+    put_text(line, sizeof(line) - 200, &len, method);
     PUTS("\",\"path\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &len, path);
+    put_text(line, sizeof(line) - 200, &len, path);
     PUTS("\",\"route\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &len, route ? route->pattern : "");
+    put_text(line, sizeof(line) - 200, &len, route ? route->pattern : "");
     PUTS("\",\"status\":");
     len += put_u64(line + len, (uint64_t)(status < 0 ? 0 : status));
     PUTS(",\"bytes\":");

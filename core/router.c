@@ -336,17 +336,10 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
     int b = sh.nseg < NSEG_BUCKETS ? sh.nseg : NSEG_BUCKETS - 1;
     for (int k = 0; k < r->nbucket[b]; k++) {
         struct sp_route *rt = r->routes[r->bucket[b][k]];
-        if (other_shape(rt, &sh))
+        /* this method's routes; whether another method's match is the 405 below */
+        if (other_shape(rt, &sh) || strcmp(rt->method, method) != 0 ||
+            match_one(rt, path, &tmp) < 0)
             continue;
-        if (strcmp(rt->method, method) != 0) {
-            /* another method's route: only whether the path is known (a 405) matters */
-            if (!path_known && match_one(rt, path, &tmp) == 0)
-                path_known = 1;
-            continue;
-        }
-        if (match_one(rt, path, &tmp) < 0)
-            continue;
-        path_known = 1;
         if (m->route == NULL || outranks(rt, m->route)) {
             m->route = rt;
             m->nparams = tmp.nparams;
@@ -357,18 +350,17 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
     }
     if (m->route != NULL)
         return SP_MATCH_OK;
-    if (!path_known)
-        return SP_MATCH_NOT_FOUND;
-    /* 405: the methods of the path, written only now (every route of the path has another) */
+    /* 405 when the path has routes (of other methods): their methods, written only now */
     for (int k = 0; k < r->nbucket[b]; k++) {
         struct sp_route *rt = r->routes[r->bucket[b][k]];
         if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0)
             continue;
+        path_known = 1;
         if (!strstr(m->allow, rt->method) && alen + strlen(rt->method) + 3 < sizeof(m->allow))
             alen += (size_t)snprintf(m->allow + alen, sizeof(m->allow) - alen, "%s%s",
                                      alen ? ", " : "", rt->method);
     }
-    return SP_MATCH_BAD_METHOD;
+    return path_known ? SP_MATCH_BAD_METHOD : SP_MATCH_NOT_FOUND;
 }
 
 int sp_router_allow(const struct sp_router *r, const char *path, char *buf, size_t cap)
