@@ -593,6 +593,10 @@ static int l_core_add_route(lua_State *L)
     }
     rt->auth = lua_toboolean(L, 4);
     rt->compat = lua_toboolean(L, 6);
+    lua_getfield(L, 3, "opts"); /* read again once every script has loaded (route_flags) */
+    lua_getfield(L, -1, "raw_body");
+    rt->raw_body = lua_toboolean(L, -1);
+    lua_pop(L, 2);
     if (lua_istable(L, 5)) {
         int n = (int)lua_rawlen(L, 5);
         if ((rt->roles = calloc((size_t)n + 1, sizeof(char *))) == NULL)
@@ -819,6 +823,22 @@ done:
     return rc;
 }
 
+/* What a request reads of its route's options, read once the scripts have declared them all
+ * rather than from the Lua table on every request. */
+static void route_flags(struct sp_gen *gen)
+{
+    lua_State *L = gen->L;
+
+    for (int i = 0; i < sp_router_count(gen->router); i++) {
+        struct sp_route *rt = sp_router_at(gen->router, i);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref);
+        lua_getfield(L, -1, "opts");
+        lua_getfield(L, -1, "raw_body");
+        rt->raw_body = lua_toboolean(L, -1);
+        lua_pop(L, 3);
+    }
+}
+
 int sp_gen_load(const struct sp_conf *conf, int worker, const sp_gen_opener *openers,
                 uint64_t number, struct sp_gen **out, sp_err *err)
 {
@@ -857,6 +877,7 @@ int sp_gen_load(const struct sp_conf *conf, int worker, const sp_gen_opener *ope
                                                                : HOOK_STEP));
     if (run_prelude(gen, err) != 0 || run_init(gen, err) != 0)
         goto done;
+    route_flags(gen);
     lua_sethook(gen->L, NULL, 0, 0);
     sp_log(SP_LOG_DEBUG, "generation %llu: about %ld instructions to load",
            (unsigned long long)number, gen->load_instructions);

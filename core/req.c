@@ -1182,10 +1182,7 @@ void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req
     lua_rawgeti(co, LUA_REGISTRYINDEX, gen->run_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, m.route->ref);
     push_request(req, co, &m);
-    lua_getfield(co, -2, "opts");
-    lua_getfield(co, -1, "raw_body");
-    int raw = lua_toboolean(co, -1);
-    lua_pop(co, 2);
+    int raw = m.route->raw_body;
     if (push_body(req, co, method, L, raw) != 0)
         goto done;
     if (lua_isnil(co, -1))
