@@ -949,13 +949,21 @@ static struct sp_req *req_of_table(lua_State *L, int idx)
 static int l_req_index(lua_State *L)
 {
     struct sp_req *req = req_of_table(L, 1);
+    struct sp_budget *budget;
     const char *name;
     size_t n;
+    int made;
 
     if (req == NULL || lua_type(L, 2) != LUA_TSTRING)
         return 0;
     name = lua_tolstring(L, 2, &n);
-    if (!push_req_field(req, L, name, n))
+    /* The core's own allocations, as when the table was made whole before the handler: never
+     * refused by the memory cap (push_query holds malloc'd pieces while it pushes). */
+    budget = req->gen->running;
+    req->gen->running = NULL;
+    made = push_req_field(req, L, name, n);
+    req->gen->running = budget;
+    if (!made)
         return 0;
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
