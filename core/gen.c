@@ -4,6 +4,7 @@
 #include "gen.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -30,6 +31,122 @@ static void load_where_set(struct sp_gen *gen, lua_State *L);
 
 /* ---- memory ---------------------------------------------------------------- */
 
+/* Small blocks (most of a request's: its tables, their parts, its strings) come from a pool of
+ * the state: per size class (16-byte steps up to SP_POOL_MAX), a free list fed by slabs
+ * carved in order, so a block is a pop and a push instead of malloc's and free's work. The
+ * slabs go back when the state closes; a freed small block waits in its list for the next
+ * one of its class. Larger blocks are malloc's. The sanitizer build does without the pool:
+ * AddressSanitizer then sees every block on its own. */
+#define SP_POOL_STEP 16
+#define SP_POOL_MAX 256
+#define SP_POOL_SLAB 16384
+
+struct sp_pool_slab {
+    struct sp_pool_slab *next;
+    max_align_t align; /* the blocks start here, aligned for anything */
+};
+
+#ifndef SP_SANITIZE
+static size_t pool_class(size_t n)
+{
+    return (n + SP_POOL_STEP - 1) / SP_POOL_STEP; /* 1..SP_POOL_MAX / SP_POOL_STEP */
+}
+
+static void *pool_get(struct sp_gen *gen, size_t cls)
+{
+    void *p = gen->pool_free[cls];
+    size_t size = cls * SP_POOL_STEP;
+
+    if (p != NULL) {
+        gen->pool_free[cls] = *(void **)p;
+        return p;
+    }
+    if ((size_t)(gen->pool_end - gen->pool_pos) < size) {
+        struct sp_pool_slab *slab = malloc(SP_POOL_SLAB);
+        if (slab == NULL)
+            return NULL;
+        /* the rest of the old slab feeds the free lists of the classes it fits */
+        while ((size_t)(gen->pool_end - gen->pool_pos) >= SP_POOL_STEP) {
+            size_t c = (size_t)(gen->pool_end - gen->pool_pos) / SP_POOL_STEP;
+            if (c > SP_POOL_MAX / SP_POOL_STEP)
+                c = SP_POOL_MAX / SP_POOL_STEP;
+            *(void **)gen->pool_pos = gen->pool_free[c];
+            gen->pool_free[c] = gen->pool_pos;
+            gen->pool_pos += c * SP_POOL_STEP;
+        }
+        slab->next = gen->pool_slabs;
+        gen->pool_slabs = slab;
+        gen->pool_pos = (char *)&slab->align;
+        gen->pool_end = (char *)slab + SP_POOL_SLAB;
+    }
+    p = gen->pool_pos;
+    gen->pool_pos += size;
+    return p;
+}
+
+static void pool_put(struct sp_gen *gen, void *p, size_t cls)
+{
+    *(void **)p = gen->pool_free[cls];
+    gen->pool_free[cls] = p;
+}
+
+/* A block of nsize bytes for ptr's osize (ptr NULL: a new one): from the pool or malloc. */
+static void *block_resize(struct sp_gen *gen, void *ptr, size_t osize, size_t nsize)
+{
+    size_t oc = ptr != NULL && osize <= SP_POOL_MAX ? pool_class(osize) : 0;
+    size_t nc = nsize <= SP_POOL_MAX ? pool_class(nsize) : 0;
+    void *p;
+
+    if (ptr != NULL && oc == nc && oc != 0)
+        return ptr; /* the block it has fits */
+    if (nc == 0 && oc == 0)
+        return realloc(ptr, nsize); /* malloc's to malloc's, or a new large one */
+    if ((p = nc != 0 ? pool_get(gen, nc) : malloc(nsize)) == NULL)
+        return NULL;
+    if (ptr != NULL) {
+        memcpy(p, ptr, osize < nsize ? osize : nsize);
+        if (oc != 0)
+            pool_put(gen, ptr, oc);
+        else
+            free(ptr);
+    }
+    return p;
+}
+
+static void block_free(struct sp_gen *gen, void *ptr, size_t osize)
+{
+    if (ptr == NULL)
+        return;
+    if (osize <= SP_POOL_MAX)
+        pool_put(gen, ptr, pool_class(osize));
+    else
+        free(ptr);
+}
+#else
+static void *block_resize(struct sp_gen *gen, void *ptr, size_t osize, size_t nsize)
+{
+    SP_UNUSED(gen);
+    SP_UNUSED(osize);
+    return realloc(ptr, nsize);
+}
+
+static void block_free(struct sp_gen *gen, void *ptr, size_t osize)
+{
+    SP_UNUSED(gen);
+    SP_UNUSED(osize);
+    free(ptr);
+}
+#endif
+
+static void pool_release(struct sp_gen *gen)
+{
+    while (gen->pool_slabs != NULL) {
+        struct sp_pool_slab *next = gen->pool_slabs->next;
+        free(gen->pool_slabs);
+        gen->pool_slabs = next;
+    }
+}
+
 /* The allocator caps the state's memory. Growth past the cap is refused (Lua raises a memory
  * error); shrinking and freeing always succeed. */
 static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -39,7 +156,7 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (ptr == NULL)
         osize = 0; /* osize then encodes the object's type, not a size */
     if (nsize == 0) {
-        free(ptr);
+        block_free(gen, ptr, osize);
         gen->mem_used -= osize;
         return NULL;
     }
@@ -63,8 +180,7 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         }
         return NULL;
     }
-    /* A new block (most of a request's: its tables, its strings) skips realloc's own work. */
-    void *p = ptr == NULL ? malloc(nsize) : realloc(ptr, nsize);
+    void *p = block_resize(gen, ptr, osize, nsize);
     if (p == NULL)
         return NULL;
     gen->mem_used = gen->mem_used - osize + nsize;
@@ -477,6 +593,10 @@ static int l_core_add_route(lua_State *L)
     }
     rt->auth = lua_toboolean(L, 4);
     rt->compat = lua_toboolean(L, 6);
+    lua_getfield(L, 3, "opts"); /* read again once every script has loaded (route_flags) */
+    lua_getfield(L, -1, "raw_body");
+    rt->raw_body = lua_toboolean(L, -1);
+    lua_pop(L, 2);
     if (lua_istable(L, 5)) {
         int n = (int)lua_rawlen(L, 5);
         if ((rt->roles = calloc((size_t)n + 1, sizeof(char *))) == NULL)
@@ -703,6 +823,22 @@ done:
     return rc;
 }
 
+/* What a request reads of its route's options, read once the scripts have declared them all
+ * rather than from the Lua table on every request. */
+static void route_flags(struct sp_gen *gen)
+{
+    lua_State *L = gen->L;
+
+    for (int i = 0; i < sp_router_count(gen->router); i++) {
+        struct sp_route *rt = sp_router_at(gen->router, i);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref);
+        lua_getfield(L, -1, "opts");
+        lua_getfield(L, -1, "raw_body");
+        rt->raw_body = lua_toboolean(L, -1);
+        lua_pop(L, 3);
+    }
+}
+
 int sp_gen_load(const struct sp_conf *conf, int worker, const sp_gen_opener *openers,
                 uint64_t number, struct sp_gen **out, sp_err *err)
 {
@@ -741,6 +877,7 @@ int sp_gen_load(const struct sp_conf *conf, int worker, const sp_gen_opener *ope
                                                                : HOOK_STEP));
     if (run_prelude(gen, err) != 0 || run_init(gen, err) != 0)
         goto done;
+    route_flags(gen);
     lua_sethook(gen->L, NULL, 0, 0);
     sp_log(SP_LOG_DEBUG, "generation %llu: about %ld instructions to load",
            (unsigned long long)number, gen->load_instructions);
@@ -771,6 +908,7 @@ void sp_gen_unref(struct sp_gen *gen)
         return;
     if (gen->L != NULL)
         lua_close(gen->L);
+    pool_release(gen);
     sp_router_free(gen->router);
     sp_conf_free(gen->own_conf);
     free(gen);

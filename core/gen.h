@@ -13,6 +13,7 @@
 struct sp_conf;
 struct sp_router;
 struct sp_req;
+struct sp_pool_slab;
 
 enum sp_limit { SP_LIMIT_NONE, SP_LIMIT_INSTRUCTIONS, SP_LIMIT_MEMORY };
 
@@ -54,6 +55,11 @@ struct sp_gen {
     lua_State *spare_co[SP_GEN_SPARE_CO];
     int spare_ref[SP_GEN_SPARE_CO];
     int nspare_co;
+    /* The allocator's pool of small blocks (gen.c): free lists per 16-byte size class, the
+     * slab being carved, every slab (freed with the state). */
+    void *pool_free[256 / 16 + 1];
+    char *pool_pos, *pool_end;
+    struct sp_pool_slab *pool_slabs;
 };
 
 /* Loads scripts/init.lua (and whatever it requires) into a new state, the spacer module made

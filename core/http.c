@@ -343,8 +343,10 @@ void sp_http_out_remove(struct sp_http_out *o, const char *name)
 
 const char *sp_http_req_header(const struct sp_http_req *r, const char *name)
 {
+    int first = name[0] | 0x20; /* a letter's lower case: a quick no before strcasecmp */
+
     for (int i = 0; i < r->nheaders; i++)
-        if (strcasecmp(r->headers[i].name, name) == 0)
+        if ((r->headers[i].name[0] | 0x20) == first && strcasecmp(r->headers[i].name, name) == 0)
             return r->headers[i].value;
     return NULL;
 }

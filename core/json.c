@@ -391,16 +391,6 @@ done:
 
 /* ---- encoding ------------------------------------------------------------ */
 
-/* 1 when one of the 8 bytes of w is below 0x20, a quote or a backslash (bit tricks of
- * "Bit Twiddling Hacks": hasless(w, 0x20) and haszero(w ^ c); exact as a yes/no). */
-static int word_needs_escape(uint64_t w)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-
-    return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs ? 1 : 0;
-}
-
 void sp_json_add_string(struct sp_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -414,7 +404,7 @@ void sp_json_add_string(struct sp_buf *out, const char *s, size_t len)
         uint64_t w;
         while (i + 8 <= len) { /* the common case: runs of plain text, 8 bytes at a time */
             memcpy(&w, s + i, 8);
-            if (word_needs_escape(w))
+            if (sp_word_needs_json_escape(w))
                 break;
             memcpy(d, s + i, 8);
             d += 8, i += 8;

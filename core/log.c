@@ -6,6 +6,7 @@
  * sp_log_flush() (its timer, its idle loop, a reload, the exit), and before any other line
  * of the process, so the log keeps each process's order. */
 #include "log.h"
+#include "sp.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -54,6 +55,9 @@ void sp_json_escape_n(char *buf, size_t cap, size_t *len, const char *s, size_t 
         /* a run of bytes as they are, copied at once */
         const char *run = s;
         size_t room = cap - 7 - n, k;
+        uint64_t w;
+        while (end - s >= 8 && (memcpy(&w, s, 8), !sp_word_needs_json_escape(w)))
+            s += 8;
         while (s < end && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
             s++;
         k = (size_t)(s - run);

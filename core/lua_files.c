@@ -205,7 +205,11 @@ static int l_file_tostring(lua_State *L)
 
 struct sp_file *sp_lua_tofile(lua_State *L, int idx)
 {
-    struct sp_file **ud = luaL_testudata(L, idx, FILE_MT);
+    struct sp_file **ud;
+
+    if (lua_type(L, idx) != LUA_TUSERDATA)
+        return NULL; /* most bodies: a table or a string */
+    ud = luaL_testudata(L, idx, FILE_MT);
 
     return ud != NULL ? *ud : NULL;
 }

@@ -254,7 +254,7 @@ static void reply_results(struct sp_req *req, int nres)
 {
     lua_State *co = req->co;
     struct sp_file *file;
-    struct sp_buf b = {0};
+    struct sp_buf *b = &req->body; /* sent before it returns (copied if it must wait) */
     sp_err err;
     int status;
 
@@ -294,17 +294,18 @@ static void reply_results(struct sp_req *req, int nres)
                   s, len);
         return;
     }
-    if (sp_json_encode(co, 2, &b, SP_JSON_MAX_DEPTH, &err) != 0) {
+    b->len = 0;
+    if (sp_json_encode(co, 2, b, SP_JSON_MAX_DEPTH, &err) != 0) {
         sp_log(SP_LOG_ERROR, "%s %s: %s", req->id, req->route->source, err.msg);
         send_error(req, 500, "script_error", "internal error");
     } else if (req->etag && status == 200 && !has_header(req, "Content-Type")) {
-        reply_tagged(req, co, nres >= 3 ? 3 : 0, &b);
+        reply_tagged(req, co, nres >= 3 ? 3 : 0, b);
     } else {
         send_body(req, status,
                   has_header(req, "Content-Type") ? NULL : "application/json; charset=utf-8",
-                  b.data, b.len);
+                  b->data, b->len);
     }
-    sp_buf_free(&b);
+    b->len = 0;
 }
 
 /* A spacer.error table at the top of co: the reply it asks for. */
@@ -482,10 +483,13 @@ static void req_free(struct sp_req *req)
     if (req->co != NULL)
         co_release(req);
     sp_gen_unref(req->gen);
+    if (req->body.cap > SP_REQ_KEEP_BODY)
+        sp_buf_free(&req->body);
     if (host->nspare_req < SP_HOST_SPARE_REQS && req->out.head.cap <= 4096) {
         host->spare_req[host->nspare_req++] = req;
     } else {
         sp_buf_free(&req->out.head);
+        sp_buf_free(&req->body);
         free(req);
     }
     if (--host->inflight == 0 && host->draining && host->on_idle != NULL)
@@ -564,6 +568,7 @@ void sp_req_log_flush(struct sp_host *host, int final)
         while (host->nspare_req > 0) {
             struct sp_req *req = host->spare_req[--host->nspare_req];
             sp_buf_free(&req->out.head);
+            sp_buf_free(&req->body);
             free(req);
         }
     }
@@ -629,6 +634,19 @@ static size_t put_u64(char *at, uint64_t v)
     return n;
 }
 
+/* Appends s escaped for JSON up to cap - 7 (as sp_json_escape): the plain bytes here, one by
+ * one (the access log's strings are short), the rest from the first byte to escape there. */
+static void put_text(char *line, size_t cap, size_t *len, const char *s)
+{
+    size_t n = *len;
+
+    while (*s != '\0' && n + 7 < cap && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
+        line[n++] = *s++;
+    *len = n;
+    if (*s != '\0' && n + 7 < cap)
+        sp_json_escape(line, cap, len, s);
+}
+
 static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
                        const char *method, const char *path, int status, size_t bytes,
                        uint64_t dur)
@@ -646,13 +664,13 @@ static void access_log(struct sp_host *host, const char *id, const struct sp_rou
         line[len++] = '-', now = -now;
     len += put_u64(line + len, (uint64_t)now);
     PUTS(",\"request_id\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &len, id);
+    put_text(line, sizeof(line) - 200, &len, id);
     PUTS("\",\"method\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &len, method);
+    put_text(line, sizeof(line) - 200, &len, method);
     PUTS("\",\"path\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &len, path);
+    put_text(line, sizeof(line) - 200, &len, path);
     PUTS("\",\"route\":\"");
-    sp_json_escape(line, sizeof(line) - 200, &len, route ? route->pattern : "");
+    put_text(line, sizeof(line) - 200, &len, route ? route->pattern : "");
     PUTS("\",\"status\":");
     len += put_u64(line + len, (uint64_t)(status < 0 ? 0 : status));
     PUTS(",\"bytes\":");
@@ -824,62 +842,180 @@ static void push_query(lua_State *co, const char *query)
     free(copy);
 }
 
-/* Pushes the Lua request table. */
-static void push_request(struct sp_req *req, lua_State *co, const struct sp_match *m,
-                         const char *method, const char *path, const char *query)
+/* The Lua request table. What costs (the headers table, the query's table, the params, the
+ * strings of id, path and ip) is made when a script first reads it, by the metatable's
+ * __index, from the request's own data, and kept in the table: a route that never reads
+ * req.headers never pays for it. Reading a field gives what an eagerly built table would
+ * hold; pairs(req) makes every field first (__pairs). A request table kept past its request
+ * (in a module's state) holds only the fields read during it. */
+static const char req_mt_key = 'q';
+static const char *const req_fields[] = {"id",    "method",  "path",    "route",
+                                         "compat", "params", "query",   "headers",
+                                         "ip",    NULL};
+
+/* Pushes the field name (n bytes) of req onto L; 0 when it is not one of req_fields. */
+static int push_req_field(struct sp_req *req, lua_State *L, const char *name, size_t n)
 {
     const struct sp_http_req *hr = req->http;
-    char peer_buf[64] = "";
-    const char *peer = NULL;
 
-    lua_createtable(co, 0, 14);
-    lua_pushstring(co, req->id);
-    lua_setfield(co, -2, "id");
-    lua_pushstring(co, method);
-    lua_setfield(co, -2, "method");
-    lua_pushstring(co, path);
-    lua_setfield(co, -2, "path");
-    lua_pushstring(co, m->route->pattern);
-    lua_setfield(co, -2, "route");
-    lua_pushboolean(co, m->route->compat);
-    lua_setfield(co, -2, "compat");
-
-    lua_createtable(co, 0, m->nparams);
-    for (int i = 0; i < m->nparams; i++) {
-        if (m->params[i].is_int)
-            lua_pushinteger(co, (lua_Integer)m->params[i].ival);
-        else
-            lua_pushlstring(co, m->params[i].value, m->params[i].len);
-        lua_setfield(co, -2, m->params[i].name);
+    switch (n) {
+    case 2:
+        if (memcmp(name, "id", 2) == 0) {
+            lua_pushstring(L, req->id);
+            return 1;
+        }
+        if (memcmp(name, "ip", 2) == 0) {
+            const char *peer = NULL;
+            if (req->w->conf->trust_proxy)
+                peer = sp_http_req_header(hr, "X-Forwarded-For");
+            if (peer != NULL) {
+                size_t len = strcspn(peer, ", ");
+                lua_pushlstring(L, peer, len < 63 ? len : 63);
+            } else
+                lua_pushlstring(L, hr->peer ? hr->peer : "", hr->peer ? strnlen(hr->peer, 63) : 0);
+            return 1;
+        }
+        return 0;
+    case 4:
+        if (memcmp(name, "path", 4) == 0) {
+            lua_pushstring(L, hr->path);
+            return 1;
+        }
+        return 0;
+    case 5:
+        if (memcmp(name, "route", 5) == 0) {
+            lua_pushstring(L, req->route->pattern);
+            return 1;
+        }
+        if (memcmp(name, "query", 5) == 0) {
+            lua_newtable(L);
+            push_query(L, hr->query);
+            return 1;
+        }
+        return 0;
+    case 6:
+        if (memcmp(name, "method", 6) == 0) {
+            lua_pushstring(L, req->method);
+            return 1;
+        }
+        if (memcmp(name, "compat", 6) == 0) {
+            lua_pushboolean(L, req->route->compat);
+            return 1;
+        }
+        if (memcmp(name, "params", 6) == 0) {
+            lua_createtable(L, 0, req->nparams);
+            for (int i = 0; i < req->nparams; i++) {
+                if (req->params[i].is_int)
+                    lua_pushinteger(L, (lua_Integer)req->params[i].ival);
+                else
+                    lua_pushlstring(L, req->params[i].value, req->params[i].len);
+                lua_setfield(L, -2, req->params[i].name);
+            }
+            return 1;
+        }
+        return 0;
+    case 7:
+        if (memcmp(name, "headers", 7) == 0) {
+            lua_createtable(L, 0, hr->nheaders);
+            for (int h = 0; h < hr->nheaders; h++) {
+                const char *key = hr->headers[h].name;
+                char lower[128];
+                size_t i;
+                for (i = 0; key[i] && i < sizeof(lower) - 1; i++)
+                    lower[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+                lower[i] = '\0';
+                lua_pushlstring(L, hr->headers[h].value, hr->headers[h].value_len);
+                lua_setfield(L, -2, lower);
+            }
+            return 1;
+        }
+        return 0;
+    default: return 0;
     }
-    lua_setfield(co, -2, "params");
+}
 
-    lua_newtable(co);
-    push_query(co, query);
-    lua_setfield(co, -2, "query");
+/* The request a table at idx is the Lua side of, while it runs; else NULL. */
+static struct sp_req *req_of_table(lua_State *L, int idx)
+{
+    struct sp_req *req = sp_gen_req(L);
 
-    lua_createtable(co, 0, hr->nheaders);
-    for (int h = 0; h < hr->nheaders; h++) {
-        const char *key = hr->headers[h].name;
-        char name[128];
-        size_t i;
-        for (i = 0; key[i] && i < sizeof(name) - 1; i++)
-            name[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
-        name[i] = '\0';
-        lua_pushlstring(co, hr->headers[h].value, hr->headers[h].value_len);
-        lua_setfield(co, -2, name);
+    if (req == NULL || req->lua_req == NULL || req->lua_req != lua_topointer(L, idx) ||
+        req->http == NULL)
+        return NULL;
+    return req;
+}
+
+/* __index(t, k): a field not made yet is made, kept in t and returned. */
+static int l_req_index(lua_State *L)
+{
+    struct sp_req *req = req_of_table(L, 1);
+    struct sp_budget *budget;
+    const char *name;
+    size_t n;
+    int made;
+
+    if (req == NULL || lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    name = lua_tolstring(L, 2, &n);
+    /* The core's own allocations, as when the table was made whole before the handler: never
+     * refused by the memory cap (push_query holds malloc'd pieces while it pushes). */
+    budget = req->gen->running;
+    req->gen->running = NULL;
+    made = push_req_field(req, L, name, n);
+    req->gen->running = budget;
+    if (!made)
+        return 0;
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+static int l_req_next(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1))
+        return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+/* __pairs(t): every field made, then next, t, nil. */
+static int l_req_pairs(lua_State *L)
+{
+    struct sp_req *req = req_of_table(L, 1);
+
+    for (int i = 0; req != NULL && req_fields[i] != NULL; i++) {
+        lua_getfield(L, 1, req_fields[i]); /* made by __index unless there already */
+        lua_pop(L, 1);
     }
-    lua_setfield(co, -2, "headers");
+    lua_pushcfunction(L, l_req_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
 
-    if (req->w->conf->trust_proxy)
-        peer = sp_http_req_header(hr, "X-Forwarded-For");
-    if (peer != NULL) {
-        snprintf(peer_buf, sizeof(peer_buf), "%.*s", (int)strcspn(peer, ", "), peer);
-        lua_pushstring(co, peer_buf);
-    } else {
-        lua_pushlstring(co, hr->peer ? hr->peer : "", hr->peer ? strnlen(hr->peer, 63) : 0);
+/* Pushes the Lua request table (its fields made on first read, see above). */
+static void push_request(struct sp_req *req, lua_State *co, const struct sp_match *m)
+{
+    req->nparams = m->nparams;
+    memcpy(req->params, m->params, (size_t)m->nparams * sizeof(m->params[0]));
+    lua_createtable(co, 0, 4); /* room for body, user and a few fields read */
+    if (lua_rawgetp(co, LUA_REGISTRYINDEX, &req_mt_key) != LUA_TTABLE) {
+        lua_pop(co, 1);
+        lua_createtable(co, 0, 3);
+        lua_pushcfunction(co, l_req_index);
+        lua_setfield(co, -2, "__index");
+        lua_pushcfunction(co, l_req_pairs);
+        lua_setfield(co, -2, "__pairs");
+        lua_pushboolean(co, 0);
+        lua_setfield(co, -2, "__metatable"); /* shared by every request: not to be changed */
+        lua_pushvalue(co, -1);
+        lua_rawsetp(co, LUA_REGISTRYINDEX, &req_mt_key);
     }
-    lua_setfield(co, -2, "ip");
+    lua_setmetatable(co, -2);
+    req->lua_req = lua_topointer(co, -1);
 }
 
 static int is_json_type(const char *ctype)
@@ -971,19 +1107,22 @@ static int push_claims(struct sp_req *req, lua_State *co)
     return 0;
 }
 
-/* A zeroed request: a spare one (its header buffer kept, emptied) or a new one. */
+/* A zeroed request: a spare one (its header and body buffers kept, emptied) or a new one. */
 static struct sp_req *req_new(struct sp_host *host)
 {
     struct sp_req *req;
-    struct sp_buf head;
+    struct sp_buf head, body;
 
     if (host->nspare_req == 0)
         return calloc(1, sizeof(*req));
     req = host->spare_req[--host->nspare_req];
     head = req->out.head;
+    body = req->body;
     memset(req, 0, sizeof(*req));
     head.len = 0;
+    body.len = 0;
     req->out.head = head;
+    req->body = body;
     return req;
 }
 
@@ -1050,14 +1189,14 @@ void sp_req_arrive(struct sp_host *w, struct sp_http_conn *c, struct sp_http_req
 
     lua_rawgeti(co, LUA_REGISTRYINDEX, gen->run_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, m.route->ref);
-    push_request(req, co, &m, method, path, hr->query);
-    lua_getfield(co, -2, "opts");
-    lua_getfield(co, -1, "raw_body");
-    int raw = lua_toboolean(co, -1);
-    lua_pop(co, 2);
+    push_request(req, co, &m);
+    int raw = m.route->raw_body;
     if (push_body(req, co, method, L, raw) != 0)
         goto done;
-    lua_setfield(co, -2, raw ? "raw_body" : "body");
+    if (lua_isnil(co, -1))
+        lua_pop(co, 1); /* absent is nil */
+    else
+        lua_setfield(co, -2, raw ? "raw_body" : "body");
     if (m.route->auth) {
         if (push_claims(req, co) != 0)
             goto done;

@@ -41,6 +41,7 @@ struct sp_ops {
 };
 
 #define SP_HOST_SPARE_REQS 8
+#define SP_REQ_KEEP_BODY 32768 /* a spare request keeps a body buffer up to this size */
 
 struct sp_host {
     const struct sp_conf *conf;
@@ -64,7 +65,7 @@ struct sp_host {
      * log_flush_tv, or when the loop has nothing else to do (log_idle, the lowest priority). */
     struct event *log_flush, *log_idle;
     struct timeval log_flush_tv;
-    /* Finished requests kept for the next ones (with their reply's header buffer). */
+    /* Finished requests kept for the next ones (with their reply's header and body buffers). */
     struct sp_req *spare_req[SP_HOST_SPARE_REQS];
     int nspare_req;
 };
@@ -99,10 +100,16 @@ struct sp_req {
     void (*on_done)(struct sp_req *req, int ok); /* script tests: called instead of replying */
     void *on_done_arg;
     struct sp_http_out out; /* the reply's headers */
+    struct sp_buf body;     /* the reply's JSON text; like out, kept with a spare request */
     int etag;        /* the route's GET answer gets an ETag (and may be a 304) */
     char *cache_key; /* non-NULL: store the answer under it, with cache_versions */
     uint64_t cache_versions[SP_CACHE_MAX_TAGS];
     char method[16];
+    /* The Lua request table (its identity: lazily made fields are read from here while it
+     * runs) and the route's parameters (pointing into the request's path). */
+    const void *lua_req;
+    int nparams;
+    struct sp_param params[SP_ROUTE_MAX_PARAMS];
     sp_err err;
 };
 

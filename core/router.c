@@ -14,7 +14,17 @@ struct sp_seg {
     enum seg_kind kind;
     char *text; /* static text, or the parameter's name */
     size_t len;
+    uint32_t hash; /* of a static segment's text (seg_hash): a quick no before its memcmp */
 };
+
+static uint32_t seg_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
 
 #define NSEG_BUCKETS 8 /* routes by their number of segments; the last holds the longer ones */
 
@@ -80,7 +90,7 @@ static int compile(struct sp_route *rt, const char *pattern, sp_err *err)
             sp_err_set(err, "route path \"%s\" has an empty segment", pattern);
             return -1;
         }
-        struct sp_seg seg = {SEG_STATIC, NULL, len};
+        struct sp_seg seg = {SEG_STATIC, NULL, len, 0};
         if (start[0] == '{') {
             if (start[len - 1] != '}' || len < 3) {
                 sp_err_set(err, "route path \"%s\": malformed parameter", pattern);
@@ -114,6 +124,7 @@ static int compile(struct sp_route *rt, const char *pattern, sp_err *err)
                 return -1;
             }
             seg.text = strndup(start, len);
+            seg.hash = seg_hash(start, len);
         }
         rt->segs = realloc(rt->segs, sizeof(*rt->segs) * (size_t)(rt->nseg + 1));
         rt->segs[rt->nseg++] = seg;
@@ -247,6 +258,7 @@ struct shape {
     int nseg;
     const char *first, *second;
     size_t first_len, second_len;
+    uint32_t first_hash, second_hash;
 };
 
 static int path_shape(const char *path, struct shape *sh)
@@ -256,6 +268,7 @@ static int path_shape(const char *path, struct shape *sh)
     sh->nseg = 0;
     sh->first = sh->second = NULL;
     sh->first_len = sh->second_len = 0;
+    sh->first_hash = sh->second_hash = 0;
     if (p[0] == '/' && p[1] == '\0')
         return 0;
     while (*p == '/') {
@@ -269,9 +282,11 @@ static int path_shape(const char *path, struct shape *sh)
         if (sh->nseg == 0) {
             sh->first = start;
             sh->first_len = (size_t)(p - start);
+            sh->first_hash = seg_hash(start, sh->first_len);
         } else if (sh->nseg == 1) {
             sh->second = start;
             sh->second_len = (size_t)(p - start);
+            sh->second_hash = seg_hash(start, sh->second_len);
         }
         sh->nseg++;
     }
@@ -283,13 +298,12 @@ static int other_shape(const struct sp_route *rt, const struct shape *sh)
 {
     if (rt->nseg != sh->nseg)
         return 1;
+    /* by length and hash only: match_one compares the text of every static segment */
     if (rt->nseg > 0 && rt->segs[0].kind == SEG_STATIC &&
-        (rt->segs[0].len != sh->first_len ||
-         memcmp(rt->segs[0].text, sh->first, sh->first_len) != 0))
+        (rt->segs[0].len != sh->first_len || rt->segs[0].hash != sh->first_hash))
         return 1;
     return rt->nseg > 1 && rt->segs[1].kind == SEG_STATIC &&
-           (rt->segs[1].len != sh->second_len ||
-            memcmp(rt->segs[1].text, sh->second, sh->second_len) != 0);
+           (rt->segs[1].len != sh->second_len || rt->segs[1].hash != sh->second_hash);
 }
 
 /* Whether a outranks b, two routes that matched the same path (so with as many segments):
@@ -322,30 +336,31 @@ enum sp_match_result sp_router_match(const struct sp_router *r, const char *meth
     int b = sh.nseg < NSEG_BUCKETS ? sh.nseg : NSEG_BUCKETS - 1;
     for (int k = 0; k < r->nbucket[b]; k++) {
         struct sp_route *rt = r->routes[r->bucket[b][k]];
-        if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0)
-            continue;
-        path_known = 1;
-        if (strcmp(rt->method, method) != 0)
+        /* this method's routes; whether another method's match is the 405 below */
+        if (other_shape(rt, &sh) || strcmp(rt->method, method) != 0 ||
+            match_one(rt, path, &tmp) < 0)
             continue;
         if (m->route == NULL || outranks(rt, m->route)) {
-            *m = (struct sp_match){.route = rt, .nparams = tmp.nparams};
-            memcpy(m->params, tmp.params, sizeof(tmp.params));
+            m->route = rt;
+            m->nparams = tmp.nparams;
+            memcpy(m->params, tmp.params, (size_t)tmp.nparams * sizeof(tmp.params[0]));
+            if (tmp.nparams == 0)
+                break; /* all static: no other route of this method matches the same path */
         }
     }
     if (m->route != NULL)
         return SP_MATCH_OK;
-    if (!path_known)
-        return SP_MATCH_NOT_FOUND;
-    /* 405: the methods of the path, written only now (every route of the path has another) */
+    /* 405 when the path has routes (of other methods): their methods, written only now */
     for (int k = 0; k < r->nbucket[b]; k++) {
         struct sp_route *rt = r->routes[r->bucket[b][k]];
         if (other_shape(rt, &sh) || match_one(rt, path, &tmp) < 0)
             continue;
+        path_known = 1;
         if (!strstr(m->allow, rt->method) && alen + strlen(rt->method) + 3 < sizeof(m->allow))
             alen += (size_t)snprintf(m->allow + alen, sizeof(m->allow) - alen, "%s%s",
                                      alen ? ", " : "", rt->method);
     }
-    return SP_MATCH_BAD_METHOD;
+    return path_known ? SP_MATCH_BAD_METHOD : SP_MATCH_NOT_FOUND;
 }
 
 int sp_router_allow(const struct sp_router *r, const char *path, char *buf, size_t cap)

@@ -22,6 +22,7 @@ struct sp_route {
     char **cache_tags; /* non-NULL: a public GET whose answers may be cached under these tags */
     int ncache_tags;
     int ref;       /* the generation's reference to the route's Lua table */
+    int raw_body;  /* opts.raw_body as it was once the scripts loaded (gen.c) */
     /* compiled */
     int nseg;
     struct sp_seg *segs;

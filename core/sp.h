@@ -36,6 +36,17 @@ void sp_buf_free(struct sp_buf *b);
 
 /* Inline: a response head is some twenty small appends, most of a constant length, which
  * then compile to a few moves instead of two calls each. */
+/* 1 when one of the 8 bytes of w is below 0x20, a quote or a backslash: a byte JSON text must
+ * escape (bit tricks of "Bit Twiddling Hacks": hasless(w, 0x20) and haszero(w ^ c); exact as
+ * a yes/no). */
+static inline int sp_word_needs_json_escape(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+
+    return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs ? 1 : 0;
+}
+
 static inline void sp_buf_add(struct sp_buf *b, const void *p, size_t n)
 {
     if (b->len + n + 1 > b->cap)

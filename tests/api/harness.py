@@ -261,6 +261,21 @@ spacer.get("/test/alloc", function()
   while true do i = i + 1; t[i] = string.rep("x", 1024) .. i end
 end)
 spacer.get("/test/items/{id}", function(req) return 200, { id = req.params.id } end)
+-- Every field of req as a handler sees it, then the keys pairs(req) lists.
+spacer.route({ "GET", "POST" }, "/test/req/{id}/{name:str}", function(req)
+  local seen = {
+    id = req.id, method = req.method, path = req.path, route = req.route, compat = req.compat,
+    params = req.params, query = req.query, headers = req.headers, ip = req.ip,
+    body = req.body or spacer.json.null, again = rawequal(req.headers, req.headers),
+  }
+  req.query = "replaced"
+  seen.replaced = req.query
+  local keys = {}
+  for k in pairs(req) do keys[#keys + 1] = k end
+  table.sort(keys)
+  seen.keys = keys
+  return 200, seen
+end)
 spacer.get("/test/types", function()
   return 200, spacer.db.one([[SELECT 1::int2 AS i2, 2147483647::int4 AS i4,
     9007199254740993::int8 AS i8, 12.50::numeric AS n, 1.5::float8 AS f, true AS b,

@@ -45,6 +45,37 @@ def typed_id_parameter():
 
 
 @test
+def request_table_fields():
+    """req as the docs describe it, whichever fields a handler reads and in which order."""
+    s = server()
+    r = s.get("/test/req/42/abc?a=1&b=x%20y", headers={"X-Request-Id": "req-fields-1",
+                                                       "X-Custom": "Value"})
+    eq(200, r.status)
+    j = r.json
+    eq("req-fields-1", j["id"])
+    eq("GET", j["method"])
+    eq("/test/req/42/abc", j["path"])
+    eq("/test/req/{id}/{name:str}", j["route"])
+    eq(False, j["compat"])
+    eq({"id": 42, "name": "abc"}, j["params"])
+    eq({"a": "1", "b": "x y"}, j["query"])
+    eq("Value", j["headers"]["x-custom"])
+    eq("req-fields-1", j["headers"]["x-request-id"])
+    eq("127.0.0.1", j["ip"])
+    eq(None, j["body"])
+    eq(True, j["again"])
+    eq("replaced", j["replaced"])
+    eq(["compat", "headers", "id", "ip", "method", "params", "path", "query", "route"],
+       j["keys"])
+    r = s.post("/test/req/7/x", {"k": [1]})
+    eq(200, r.status)
+    eq({"k": [1]}, r.json["body"])
+    eq("POST", r.json["method"])
+    eq(["body", "compat", "headers", "id", "ip", "method", "params", "path", "query", "route"],
+       r.json["keys"])
+
+
+@test
 def wrong_method_is_405_with_allow():
     r = server().request("DELETE", "/healthz")
     error_body(r, 405, "method_not_allowed")

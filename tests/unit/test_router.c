@@ -303,6 +303,16 @@ static void test_static_beats_param(void **state)
     param_is(&m, 0, "q", "d");
     struct sp_route *all = add(r, "GET", "/x/b/c");
     must_match(r, "GET", "/x/b/c", all);
+
+    /* an all-static route declared first ends the search; another method's still says 405 */
+    struct sp_route *fixed = add(r, "GET", "/y/z/fixed");
+    add(r, "GET", "/y/z/{w:str}");
+    add(r, "POST", "/y/z/fixed");
+    must_match(r, "GET", "/y/z/fixed", fixed);
+    must_405(r, "PUT", "/y/z/fixed", "GET, POST");
+    /* same lengths, other text: the segments' hashes only filter, the text decides */
+    must_404(r, "GET", "/y/q/fixed");
+    must_404(r, "GET", "/q/z/fixed");
 }
 
 static void test_trailing_slash(void **state)
