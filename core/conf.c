@@ -60,7 +60,7 @@ static const struct key_def keys[] = {
     {"http", "access_log_flush", K_MS, OFF(access_log_flush_ms), "1s", 0, 60000},
     {"http", "trust_proxy", K_BOOL, OFF(trust_proxy), "off", 0, 0},
     {"database", "url", K_STR, OFF(db_url), "", 0, 0},
-    {"database", "pool_size", K_INT, OFF(pool_size), "4", 1, 1000},
+    {"database", "pool_size", K_INT, OFF(pool_size), "8", 1, 1000},
     /* statements one connection may have in flight when none is idle (1: one at a time) */
     {"database", "pipeline_depth", K_INT, OFF(pipeline_depth), "4", 1, 64},
     {"database", "queue_size", K_INT, OFF(queue_size), "1024", 0, 1000000},

@@ -156,9 +156,9 @@ def a_changed_core_setting_is_reported_as_needing_a_restart():
     s = Server(workers=1, conf=conf).start()
     try:
         w = World(s)
-        check("\ntimeout = 30\n" in conf and "\npool_size = 4\n" in conf, "spacer.conf changed")
+        check("\ntimeout = 30\n" in conf and "\npool_size = 8\n" in conf, "spacer.conf changed")
         write_conf(s, conf.replace("\ntimeout = 30\n", "\ntimeout = 45\n", 1)
-                   .replace("\npool_size = 4\n", "\npool_size = 6\n")
+                   .replace("\npool_size = 8\n", "\npool_size = 4\n")
                    .replace("vat_percent = 16", "vat_percent = 10"))
         r = w.reload()
         eq(200, r.status, "reload: %r" % r)

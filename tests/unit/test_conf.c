@@ -154,7 +154,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->access_log_flush_ms, 1000);
     assert_int_equal(c->trust_proxy, 0);
     assert_string_equal(c->db_url, "");
-    assert_int_equal(c->pool_size, 4);
+    assert_int_equal(c->pool_size, 8);
     assert_int_equal(c->pipeline_depth, 4);
     assert_int_equal(c->queue_size, 1024);
     assert_int_equal(c->connect_timeout_ms, 5000);
