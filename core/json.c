@@ -435,17 +435,11 @@ void sp_json_add_string(struct sp_buf *out, const char *s, size_t len)
 /* Writes n in decimal into tmp; the length. */
 static int format_int(long long n, char *tmp)
 {
-    char rev[24];
     unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-    int len = 0, i = 0;
+    int len = n < 0;
 
-    do
-        rev[i++] = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
-    if (n < 0)
-        tmp[len++] = '-';
-    while (i > 0)
-        tmp[len++] = rev[--i];
+    tmp[0] = '-';
+    len += (int)sp_fmt_u64(tmp + len, u);
     tmp[len] = '\0';
     return len;
 }
@@ -506,6 +500,44 @@ void sp_json_add_double(struct sp_buf *out, double v)
     sp_buf_add(out, tmp, (size_t)n);
 }
 
+void sp_json_add_number_text(struct sp_buf *out, const char *s, size_t n)
+{
+    char small[64];
+    struct sp_buf big = {0};
+    const char *text = small;
+    size_t digits = n - (s[0] == '-');
+    int plain = digits <= 18; /* an integer of this many digits fits: no overflow to check */
+
+    for (size_t i = s[0] == '-'; plain && i < n; i++)
+        plain = s[i] >= '0' && s[i] <= '9';
+    if (plain) { /* most numbers (ids): written as they came, no leading zeros in JSON */
+        if (digits == 1 && s[n - 1] == '0')
+            sp_buf_addc(out, '0'); /* -0 too */
+        else
+            sp_buf_add(out, s, n);
+        return;
+    }
+    if (n < sizeof(small)) {
+        memcpy(small, s, n);
+        small[n] = '\0';
+    } else {
+        sp_buf_add(&big, s, n);
+        text = big.data;
+    }
+    if (strpbrk(text, ".eE") == NULL) {
+        errno = 0;
+        long long v = strtoll(text, NULL, 10);
+        if (errno == 0) {
+            int len = format_int(v, small);
+            sp_buf_add(out, small, (size_t)len);
+            sp_buf_free(&big);
+            return;
+        }
+    }
+    sp_json_add_double(out, strtod(text, NULL));
+    sp_buf_free(&big);
+}
+
 static void add_number(struct sp_buf *out, lua_State *L, int idx)
 {
     char tmp[24];
@@ -562,12 +594,34 @@ struct member {
     int slot; /* the key's stack slot; the value is the one above */
 };
 
+/* Keys in the order of their bytes, a prefix first: the order members are written in. */
+static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
 static int member_cmp(const void *a, const void *b)
 {
     const struct member *x = a, *y = b;
-    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
 
-    return c ? c : (x->len > y->len) - (x->len < y->len);
+    return key_cmp(x->key, x->len, y->key, y->len);
+}
+
+/* The members array m (n of *cap in use; at first the caller's small one) doubled: the new
+ * array, or NULL out of memory (m is then left as it was, still the caller's). */
+static void *grow(void *m, const void *small, size_t *cap, size_t n, size_t size)
+{
+    void *bigger = malloc(2 * *cap * size);
+
+    if (bigger == NULL)
+        return NULL;
+    memcpy(bigger, m, n * size);
+    if (m != small)
+        free(m);
+    *cap *= 2;
+    return bigger;
 }
 
 static int enc_object(lua_State *L, int idx, struct sp_buf *out, int depth, int max_depth,
@@ -590,16 +644,12 @@ static int enc_object(lua_State *L, int idx, struct sp_buf *out, int depth, int 
             goto done;
         }
         if (n == cap) {
-            struct member *bigger = malloc(2 * cap * sizeof(*m));
-            if (!bigger) {
+            struct member *bigger = grow(m, small, &cap, n, sizeof(*m));
+            if (bigger == NULL) {
                 sp_err_set(err, "cannot encode json: out of memory");
                 goto done;
             }
-            memcpy(bigger, m, n * sizeof(*m));
-            if (m != small)
-                free(m);
             m = bigger;
-            cap *= 2;
         }
         /* Stack: k, v -> k, v, k: the lower k is this member's key (a number becomes its
          * string there, which lua_next never sees), the upper one lua_next's. */
@@ -780,41 +830,22 @@ static int sc_number(struct scale *s, int scaled)
     const char *dot = memchr(start, '.', n);
     if (dot != NULL && (dot[1] < '0' || dot[1] > '9'))
         return -1; /* 1.e5 */
+    char *end;
     memcpy(tmp, start, n);
     tmp[n] = '\0';
-    if (!is_float && n <= 18) { /* fits: no overflow to check */
-        long long v = 0;
-        for (size_t i = start[0] == '-'; i < n; i++)
-            v = v * 10 + (start[i] - '0');
-        if (start[0] == '-')
-            v = -v;
-        if (scaled)
-            sp_json_add_double(s->out, (double)v / s->factor);
-        else if (v == 0)
-            sp_buf_addc(s->out, '0'); /* -0 too */
-        else
-            sp_buf_add(s->out, start, n); /* no leading zeros: as format_int writes it */
-        return 0;
-    }
-    if (!is_float) {
-        char *end;
+    if (is_float) { /* all of it a number: not 1-2 */
+        strtod(tmp, &end);
+        if (*end != '\0')
+            return -1;
+    } else if (scaled) {
         errno = 0;
         long long v = strtoll(tmp, &end, 10);
         if (errno != 0 || *end != '\0')
             return -1;
-        if (scaled) {
-            sp_json_add_double(s->out, (double)v / s->factor);
-        } else {
-            int len = format_int(v, tmp);
-            sp_buf_add(s->out, tmp, (size_t)len);
-        }
+        sp_json_add_double(s->out, (double)v / s->factor);
         return 0;
     }
-    char *end;
-    double v = strtod(tmp, &end);
-    if (*end != '\0')
-        return -1;
-    sp_json_add_double(s->out, v);
+    sp_json_add_number_text(s->out, start, n);
     return 0;
 }
 
@@ -844,14 +875,10 @@ static int sc_object(struct scale *s, int depth)
         if (sc_string(s, &str, &len) != 0)
             goto done;
         if (n == cap) {
-            struct sc_member *bigger = malloc(2 * cap * sizeof(*m));
+            struct sc_member *bigger = grow(m, small, &cap, n, sizeof(*m));
             if (bigger == NULL)
                 goto done;
-            memcpy(bigger, m, n * sizeof(*m));
-            if (m != small)
-                free(m);
             m = bigger;
-            cap *= 2;
         }
         if (n > 0)
             sp_buf_addc(s->out, ',');
@@ -879,9 +906,7 @@ static int sc_object(struct scale *s, int depth)
         struct sc_member t = m[i];
         size_t j = i;
         while (j > 0) {
-            const struct sc_member *p = &m[j - 1];
-            int c = memcmp(p->key, t.key, p->len < t.len ? p->len : t.len);
-            if (c < 0 || (c == 0 && p->len <= t.len))
+            if (key_cmp(m[j - 1].key, m[j - 1].len, t.key, t.len) <= 0)
                 break;
             m[j] = m[j - 1];
             j--;

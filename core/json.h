@@ -43,5 +43,9 @@ void sp_json_add_string(struct sp_buf *out, const char *s, size_t len);
 /* Appends the float v as the encoder writes a Lua float: the shortest text that reads back
  * (%.14g, else %.17g), ".0" when it has no fraction (500.0), null when not finite. */
 void sp_json_add_double(struct sp_buf *out, double v);
+/* Appends the valid JSON number s[0..n) as decoding and encoding it again would write it: an
+ * integer that fits 64 bits as an integer ("-0" is 0), any other as a float (3.50 -> 3.5,
+ * 100000000000000000000 -> 1e+20). Any length. */
+void sp_json_add_number_text(struct sp_buf *out, const char *s, size_t n);
 
 #endif

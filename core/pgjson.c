@@ -2,8 +2,6 @@
  * value is copied or escaped straight from libpq's buffer into the output. */
 #include "pgjson.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,50 +173,6 @@ void sp_pgjson_value(const char *v, int len, unsigned int oid, struct sp_buf *ou
     }
 }
 
-/* A number of jsonb text (-12, 3.50, never an exponent but accepted) as the decoder reads it
- * and the encoder writes it back: an integer that fits 64 bits as an integer ("-0" is 0),
- * any other as a float (3.5, 100000000000000000000 -> 1e+20). */
-static void add_jsonb_number(const char *s, size_t n, struct sp_buf *out)
-{
-    char small[64];
-    struct sp_buf big = {0};
-    const char *text = small;
-
-    if (n < sizeof(small)) {
-        memcpy(small, s, n);
-        small[n] = '\0';
-    } else { /* numeric keeps any number of digits */
-        sp_buf_add(&big, s, n);
-        text = big.data;
-    }
-    if (strpbrk(text, ".eE") == NULL) {
-        errno = 0;
-        long long v = strtoll(text, NULL, 10);
-        if (errno == 0) {
-            int len = snprintf(small, sizeof(small), "%lld", v);
-            sp_buf_add(out, small, (size_t)len);
-            sp_buf_free(&big);
-            return;
-        }
-    }
-    sp_json_add_double(out, strtod(text, NULL));
-    sp_buf_free(&big);
-}
-
-/* A plain integer of at most 18 digits without a leading zero, as jsonb writes most numbers
- * (ids): the text the decoder and the encoder would write back, but "-0", which is 0. */
-static int plain_int(const char *s, size_t n)
-{
-    size_t d = s[0] == '-';
-
-    if (n - d == 0 || n - d > 18 || (s[d] == '0' && n - d > 1))
-        return 0;
-    for (size_t i = d; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-    return 1;
-}
-
 int sp_pgjson_jsonb(const char *v, size_t len, struct sp_buf *out)
 {
     size_t start = out->len, i = 0;
@@ -273,12 +227,7 @@ int sp_pgjson_jsonb(const char *v, size_t len, struct sp_buf *out)
             while (j < len && (v[j] == '-' || v[j] == '+' || v[j] == '.' || v[j] == 'e' ||
                                v[j] == 'E' || (v[j] >= '0' && v[j] <= '9')))
                 j++;
-            if (!plain_int(v + i, j - i))
-                add_jsonb_number(v + i, j - i, out);
-            else if (j - i == 2 && v[i] == '-' && v[i + 1] == '0')
-                sp_buf_addc(out, '0');
-            else
-                sp_buf_add(out, v + i, j - i);
+            sp_json_add_number_text(out, v + i, j - i); /* jsonb writes valid numbers */
             i = j;
         } else if (len - i >= 4 &&
                    (memcmp(v + i, "true", 4) == 0 || memcmp(v + i, "null", 4) == 0)) {

@@ -64,6 +64,19 @@ void sp_buf_free(struct sp_buf *b)
     b->len = b->cap = 0;
 }
 
+size_t sp_fmt_u64(char *at, uint64_t v)
+{
+    char rev[20];
+    size_t n = 0;
+
+    do
+        rev[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    for (size_t i = 0; i < n; i++)
+        at[i] = rev[n - 1 - i];
+    return n;
+}
+
 int sp_utf8_valid(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str, *e = s + len;

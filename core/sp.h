@@ -71,6 +71,8 @@ static inline void sp_buf_adds(struct sp_buf *b, const char *s)
 }
 /* 1 when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
 int sp_utf8_valid(const char *s, size_t len);
+/* Writes v in decimal at at (up to 20 bytes, no NUL); the length. For hot paths: no printf. */
+size_t sp_fmt_u64(char *at, uint64_t v);
 
 /* Strict decoders: out has room for 3 * (len / 4) + 2 (base64) or len / 2 (hex) bytes and
  * *outlen is what was written. base64 is RFC 4648's standard alphabet, "=" padding optional
