@@ -621,32 +621,6 @@ static void log_append(struct sp_host *host, const char *line, size_t n)
 #define PUT(s, n) (memcpy(line + len, (s), (n)), len += (n))
 #define PUTS(lit) PUT(lit, sizeof(lit) - 1)
 
-static size_t put_u64(char *at, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    for (size_t i = 0; i < n; i++)
-        at[i] = tmp[n - 1 - i];
-    return n;
-}
-
-/* Appends s escaped for JSON up to cap - 7 (as sp_json_escape): the plain bytes here, one by
- * one (the access log's strings are short), the rest from the first byte to escape there. */
-static void put_text(char *line, size_t cap, size_t *len, const char *s)
-{
-    size_t n = *len;
-
-    while (*s != '\0' && n + 7 < cap && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
-        line[n++] = *s++;
-    *len = n;
-    if (*s != '\0' && n + 7 < cap)
-        sp_json_escape(line, cap, len, s);
-}
-
 static void access_log(struct sp_host *host, const char *id, const struct sp_route *route,
                        const char *method, const char *path, int status, size_t bytes,
                        uint64_t dur)
@@ -662,23 +636,23 @@ static void access_log(struct sp_host *host, const char *id, const struct sp_rou
     PUTS("{\"type\":\"access\",\"time\":");
     if (now < 0)
         line[len++] = '-', now = -now;
-    len += put_u64(line + len, (uint64_t)now);
+    len += sp_fmt_u64(line + len, (uint64_t)now);
     PUTS(",\"request_id\":\"");
-    put_text(line, sizeof(line) - 200, &len, id);
+    sp_json_escape(line, sizeof(line) - 200, &len, id);
     PUTS("\",\"method\":\"");
-    put_text(line, sizeof(line) - 200, &len, method);
+    sp_json_escape(line, sizeof(line) - 200, &len, method);
     PUTS("\",\"path\":\"");
-    put_text(line, sizeof(line) - 200, &len, path);
+    sp_json_escape(line, sizeof(line) - 200, &len, path);
     PUTS("\",\"route\":\"");
-    put_text(line, sizeof(line) - 200, &len, route ? route->pattern : "");
+    sp_json_escape(line, sizeof(line) - 200, &len, route ? route->pattern : "");
     PUTS("\",\"status\":");
-    len += put_u64(line + len, (uint64_t)(status < 0 ? 0 : status));
+    len += sp_fmt_u64(line + len, (uint64_t)(status < 0 ? 0 : status));
     PUTS(",\"bytes\":");
-    len += put_u64(line + len, bytes);
+    len += sp_fmt_u64(line + len, bytes);
     PUTS(",\"duration_us\":");
-    len += put_u64(line + len, dur);
+    len += sp_fmt_u64(line + len, dur);
     PUTS(",\"worker\":");
-    len += put_u64(line + len, (uint64_t)(host->index < 0 ? 0 : host->index));
+    len += sp_fmt_u64(line + len, (uint64_t)(host->index < 0 ? 0 : host->index));
     PUTS("}\n");
     log_append(host, line, len);
 }
@@ -749,13 +723,9 @@ void sp_req_make_id(struct sp_host *host, char *buf, size_t cap)
     for (int i = 7; i >= 0; i--)
         tmp[n++] = hex[(host->id_salt >> (4 * i)) & 0xf];
     tmp[n++] = '-';
-    k = 0;
-    do
-        digits[k++] = (char)('0' + idx % 10);
-    while ((idx /= 10) != 0);
-    while (k > 0)
-        tmp[n++] = digits[--k];
+    n += sp_fmt_u64(tmp + n, idx);
     tmp[n++] = '-';
+    k = 0;
     do
         digits[k++] = hex[seq & 0xf];
     while ((seq >>= 4) != 0);
