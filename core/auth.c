@@ -140,6 +140,22 @@ done:
     return rc;
 }
 
+/* The clock's part of a token's checks (exp with the leeway, nbf): 0, or -1 with err. Apart
+ * from the signature's, so that a cached token gets exactly these on each use. */
+static int jwt_check_time(const struct sp_jwt_claims *c, const struct sp_jwt_conf *conf,
+                          time_t now, sp_err *err)
+{
+    if (c->exp <= (long long)now - conf->leeway_s) {
+        sp_err_set(err, "token expired");
+        return -1;
+    }
+    if (c->nbf > (long long)now + conf->leeway_s) {
+        sp_err_set(err, "token not yet valid");
+        return -1;
+    }
+    return 0;
+}
+
 int sp_jwt_verify(const struct sp_jwt_conf *conf,
                   const char *token,
                   time_t now,
@@ -153,7 +169,6 @@ int sp_jwt_verify(const struct sp_jwt_conf *conf,
     const cJSON *v;
     jwt_t *jwt = NULL;
     struct sp_jwt_claims c;
-    long long early, late;
 
     memset(&c, 0, sizeof(c));
     if (jwt_conf_check(conf, err) != 0)
@@ -211,16 +226,8 @@ int sp_jwt_verify(const struct sp_jwt_conf *conf,
         sp_err_set(err, "malformed token"); /* exp is required, nbf and iat optional */
         goto done;
     }
-    early = (long long)now - conf->leeway_s;
-    late = (long long)now + conf->leeway_s;
-    if (c.exp <= early) {
-        sp_err_set(err, "token expired");
+    if (jwt_check_time(&c, conf, now, err) != 0)
         goto done;
-    }
-    if (c.nbf > late) {
-        sp_err_set(err, "token not yet valid");
-        goto done;
-    }
     if (claim_sub(payload, &c.sub) != 0) {
         sp_err_set(err, "bad subject");
         goto done;
@@ -576,14 +583,9 @@ int sp_jwt_verify_cached(struct sp_jwt_cache *c,
         /* compared only when its seeded hash matches: no timing tells a probe anything */
         if (e->hash != hash || e->len != len || memcmp(e->token, token, len) != 0)
             continue;
-        /* the clock's checks, as sp_jwt_verify() makes them */
-        if (e->claims.exp <= (long long)now - conf->leeway_s) {
-            jwt_cache_drop(c, (size_t)i); /* it will never pass again */
-            sp_err_set(err, "token expired");
-            return -1;
-        }
-        if (e->claims.nbf > (long long)now + conf->leeway_s) {
-            sp_err_set(err, "token not yet valid");
+        if (jwt_check_time(&e->claims, conf, now, err) != 0) {
+            if (e->claims.exp <= (long long)now - conf->leeway_s)
+                jwt_cache_drop(c, (size_t)i); /* expired: it will never pass again */
             return -1;
         }
         e->ref = 1;
