@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -963,9 +964,13 @@ static void *hasher_main(void *arg)
     int r;
 
     /* Hashing yields the cores to the event loops: a flood of logins slows logins, not every
-     * other request. On Linux a thread has its own nice value. */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
-        (void)0; /* not allowed here: hash at the worker's priority */
+     * other request. In the idle class a thread runs only on time nothing else wants, and a
+     * loop that wakes takes the core from it at once (a nice thread keeps the core for the
+     * rest of its slice). Where that class is refused, a nice value of its own (Linux). */
+    const struct sched_param idle = {.sched_priority = 0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) != 0 &&
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        (void)0; /* neither allowed here: hash at the worker's priority */
 
     for (;;) {
         pthread_mutex_lock(&h->mu);

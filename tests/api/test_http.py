@@ -405,6 +405,29 @@ def a_client_gone_during_login_frees_its_hashing_slot():
         srv.close()
 
 
+def sched_policy(pid, tid):
+    # /proc/PID/task/TID/stat: the 41st field is the scheduling policy (after the name in
+    # parentheses, which may hold spaces); 0 SCHED_OTHER, 5 SCHED_IDLE.
+    stat = open("/proc/%d/task/%d/stat" % (pid, tid)).read()
+    return int(stat[stat.rindex(")") + 2:].split()[38])
+
+
+@test
+def hashing_threads_run_only_on_time_requests_leave():
+    # The event loop stays in the normal class; each hashing thread is in the idle one, so a
+    # loop that wakes takes the core from a hash at once.
+    srv = Server(workers=1, env={"SPACER_AUTH_HASH_THREADS": "3"}).start()
+    try:
+        (worker,) = srv.worker_pids()
+        tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % worker))
+        policies = [sched_policy(worker, t) for t in tids]
+        eq(0, sched_policy(worker, worker), "the loop's policy")
+        eq(3, policies.count(5), "threads in SCHED_IDLE: %r" % policies)
+        eq(200, srv.get("/healthz").status)
+    finally:
+        srv.close()
+
+
 @test
 def a_client_gone_during_queries_frees_the_pool():
     # One database connection: a slow query holds it, two more wait for it. Their clients
