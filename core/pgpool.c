@@ -15,8 +15,11 @@
  * query goes behind statements in flight that are known to be quick and expected done within
  * PG_SHORT_US (pool_short_conn(): the pool keeps each SQL text's typical time), else to an idle
  * connection, else behind those in flight on the least loaded unpinned connection whose
- * statement in progress has not stalled (up to that depth): one backend wake-up and one read
- * then serve several.
+ * statement in progress has not stalled and where none is known to be long (up to that
+ * depth): one backend wake-up and one read then serve several.
+ * Statements known to be long (typical time above PG_SHORT_US) run on half the connections at
+ * most (pool_long_room()); one that would pass that waits, and the requests behind it in the
+ * queue may go first.
  * Results come back in order; c->inflight is that order. Acquires (transactions) and a
  * statement that opens a transaction (BEGIN, START) only ever get a connection with nothing in
  * flight, and nothing is sent behind them. */
@@ -144,6 +147,8 @@ static struct sp_pgconn *pool_pipe_conn(struct sp_pool *pool);
 static struct sp_pgconn *pool_short_conn(struct sp_pool *pool);
 static struct pgcost *pool_cost(struct sp_pool *pool, uint64_t hash);
 static int pool_count_free(const struct sp_pool *pool);
+static int pool_known_long(struct sp_pool *pool, const struct pgreq *req);
+static int pool_long_room(const struct sp_pool *pool);
 static int pool_params(struct sp_pool *pool, const char *conninfo, sp_err *err);
 static void pool_kick(struct sp_pool *pool);
 static void pool_kick_cb(evutil_socket_t fd, short what, void *arg);
@@ -183,6 +188,7 @@ static void req_answer(struct pgreq *req, const struct sp_pg_result *r);
 static void req_fail(struct pgreq *req, enum sp_pg_status status, const char *msg);
 static void q_push(struct pgq *q, struct pgreq *req);
 static struct pgreq *q_pop(struct pgq *q);
+static void q_unlink(struct pgq *q, struct pgreq *prev, struct pgreq *req);
 static void q_append(struct pgq *to, struct pgq *from);
 static int res_fatal(const PGresult *res);
 static void pg_line(char *buf, size_t cap, const char *prefix, const char *msg);
@@ -436,8 +442,8 @@ static void pool_dispatch(struct sp_pool *pool)
     struct pgq verdicts = pool->verdicts;
     struct sp_pg_result ok = {.status = SP_PG_OK};
     struct sp_pgconn *c;
-    struct pgreq *req;
-    int i;
+    struct pgreq *req, *prev;
+    int i, long_room;
 
     if (pool->closing)
         return;
@@ -446,13 +452,21 @@ static void pool_dispatch(struct sp_pool *pool)
         req_fail(req, req->verdict, req->verdict_msg);
     for (i = 0; i < pool->conf.size; i++)
         conn_settle(&pool->conns[i]);
-    while ((req = pool->waiting.head) != NULL) {
+    long_room = pool_long_room(pool);
+    for (prev = NULL; (req = prev != NULL ? prev->next : pool->waiting.head) != NULL;) {
         int plain = req->kind == PGREQ_QUERY && !req->solo;
 
+        if (plain && pool_known_long(pool, req)) {
+            if (long_room == 0) { /* it waits for a long one to end; what comes after may go */
+                prev = req;
+                continue;
+            }
+            long_room--;
+        }
         if ((!plain || (c = pool_short_conn(pool)) == NULL) &&
             (c = pool_free_conn(pool)) == NULL && (!plain || (c = pool_pipe_conn(pool)) == NULL))
             break; /* FIFO: what comes after waits too */
-        q_pop(&pool->waiting);
+        q_unlink(&pool->waiting, prev, req);
         if (req->kind == PGREQ_QUERY) {
             conn_start(c, req);
             continue;
@@ -487,11 +501,16 @@ static struct sp_pgconn *pool_free_conn(struct sp_pool *pool)
  * NULL when none: the request waits for the first connection to come free, as at depth 1.
  * Stalled: the head has run longer than PG_STALL_MIN_US and four typical statements (a slow
  * query, or a backend the machine keeps off the CPU, which on a loaded host lasts hundreds of
- * ms). What is sent behind it cannot move to another connection, so nothing more goes there. */
+ * ms). What is sent behind it cannot move to another connection, so nothing more goes there.
+ * Long: a statement in flight whose typical time is above PG_SHORT_US. Behind it a request
+ * would wait for the rest of that statement on one connection, where in the queue it waits
+ * for the first of all the connections to come free, much less when each statement is long;
+ * the wake-up it would save is small beside such a statement's own cost. */
 static struct sp_pgconn *pool_pipe_conn(struct sp_pool *pool)
 {
     struct sp_pgconn *best = NULL;
     uint64_t now = sp_now_us(), stall = pool->stmt_us * 4;
+    const struct pgreq *r;
     int i;
 
     if (stall < PG_STALL_MIN_US)
@@ -503,6 +522,10 @@ static struct sp_pgconn *pool_pipe_conn(struct sp_pool *pool)
             c->inflight.head->kind != PGREQ_QUERY || c->inflight.tail->solo ||
             now > c->head_us + stall)
             continue;
+        for (r = c->inflight.head; r != NULL && r->expect_us <= PG_SHORT_US; r = r->next)
+            ;
+        if (r != NULL)
+            continue; /* a long one in flight */
         if (best == NULL || c->inflight.len < best->inflight.len ||
             (c->inflight.len == best->inflight.len && c->head_us > best->head_us))
             best = c;
@@ -552,6 +575,31 @@ static struct sp_pgconn *pool_short_conn(struct sp_pool *pool)
 static struct pgcost *pool_cost(struct sp_pool *pool, uint64_t hash)
 {
     return &pool->costs[hash % PG_COSTS];
+}
+
+/* Whether req's SQL is known to take longer than PG_SHORT_US (its running mean). */
+static int pool_known_long(struct sp_pool *pool, const struct pgreq *req)
+{
+    const struct pgcost *cost = pool_cost(pool, req->hash);
+
+    return cost->hash == req->hash && cost->mean_us > PG_SHORT_US;
+}
+
+/* How many more long statements may start: half the connections may run them, at least one.
+ * Statements known to be long are mostly the database's own work (a list that sorts and
+ * shapes rows); more of them at once than that only share its cores, each slower, and their
+ * backends crowd the machine's run queue. The other half stays for quick statements, whose
+ * cost is mostly the round trip. */
+static int pool_long_room(const struct sp_pool *pool)
+{
+    int i, n = 0, room = pool->conf.size / 2;
+
+    if (room < 1)
+        room = 1;
+    for (i = 0; i < pool->conf.size; i++)
+        for (const struct pgreq *r = pool->conns[i].inflight.head; r != NULL; r = r->next)
+            n += r->kind == PGREQ_QUERY && r->expect_us > PG_SHORT_US;
+    return n < room ? room - n : 0;
 }
 
 static int pool_count_free(const struct sp_pool *pool)
@@ -1366,6 +1414,19 @@ static struct pgreq *q_pop(struct pgq *q)
     q->len--;
     req->next = NULL;
     return req;
+}
+
+/* Takes req, which follows prev (NULL: req is the head), out of q. */
+static void q_unlink(struct pgq *q, struct pgreq *prev, struct pgreq *req)
+{
+    if (prev == NULL)
+        q->head = req->next;
+    else
+        prev->next = req->next;
+    if (q->tail == req)
+        q->tail = prev;
+    q->len--;
+    req->next = NULL;
 }
 
 /* Moves all of from to the end of to. */

@@ -1179,6 +1179,77 @@ static void test_pipeline_not_behind_unknown_or_slow(void **state)
     sp_pool_free(pool);
 }
 
+/* When no connection is idle, nothing goes behind a statement known to be long either: one
+ * connection runs a sleep the pool knows to take 50 ms or more, the other a statement it does
+ * not know yet; a quick statement goes behind the second rather than behind the long one (the
+ * one that started last, which the least loaded rule alone would pick). */
+static void test_pipeline_not_behind_long_when_busy(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct qres unknown, lasting, quick, warm;
+    const char *short_sleep[] = {"0.05"}, *long_sleep[] = {"1"};
+
+    t->depth = 4;
+    pool = pool_open(t, t->url, 2, 100, 5000, 0);
+    wait_idle(t, pool, 2);
+    for (int i = 0; i < 4; i++) /* its typical time is learnt: 50 ms, long */
+        ok(t, pool, "SELECT pg_sleep($1::float8)", 1, short_sleep, &warm);
+    memset(&unknown, 0, sizeof(unknown));
+    memset(&lasting, 0, sizeof(lasting));
+    memset(&quick, 0, sizeof(quick));
+    assert_int_equal(
+        sp_pool_query(pool, "SELECT pg_sleep(0.3), 'not seen before'", 0, NULL, on_query, &unknown), 0);
+    loop_for(t, 10);
+    assert_int_equal(
+        sp_pool_query(pool, "SELECT pg_sleep($1::float8)", 1, long_sleep, on_query, &lasting), 0);
+    loop_for(t, 10); /* both on the wire; neither has stalled yet (4 typical statements) */
+    assert_int_equal(sp_pool_query(pool, "SELECT 2", 0, NULL, on_query, &quick), 0);
+    loop_until(t, &quick.done, 1, WAIT_MS);
+    assert_int_equal(quick.status, SP_PG_OK);
+    assert_string_equal(quick.val[0][0], "2");
+    assert_int_equal(unknown.done, 1);
+    assert_int_equal(lasting.done, 0); /* answered while the long one still ran */
+    loop_until(t, &lasting.done, 1, WAIT_MS);
+    assert_int_equal(lasting.status, SP_PG_OK);
+    sp_pool_free(pool);
+}
+
+/* Statements known to be long run on half the connections at most: with four connections,
+ * three 300 ms sleeps the pool knows to be long run two at once, the third after one of them;
+ * a quick statement queued behind the third does not wait for it. */
+static void test_long_statements_take_half_the_pool(void **state)
+{
+    struct t *t = *state;
+    struct sp_pool *pool;
+    struct qres lasting[3], quick, warm;
+    const char *short_sleep[] = {"0.05"}, *long_sleep[] = {"0.3"};
+    uint64_t t0;
+
+    t->depth = 4;
+    pool = pool_open(t, t->url, 4, 100, 5000, 0);
+    wait_idle(t, pool, 4);
+    for (int i = 0; i < 4; i++) /* its typical time is learnt: 50 ms, long */
+        ok(t, pool, "SELECT pg_sleep($1::float8)", 1, short_sleep, &warm);
+    memset(lasting, 0, sizeof(lasting));
+    memset(&quick, 0, sizeof(quick));
+    t0 = sp_now_us();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sp_pool_query(pool, "SELECT pg_sleep($1::float8)", 1, long_sleep,
+                                       on_query, &lasting[i]), 0);
+    assert_int_equal(sp_pool_query(pool, "SELECT 2", 0, NULL, on_query, &quick), 0);
+    loop_until(t, &quick.done, 1, WAIT_MS);
+    assert_int_equal(quick.status, SP_PG_OK);
+    assert_int_equal(lasting[0].done + lasting[1].done + lasting[2].done, 0);
+    for (int i = 0; i < 3; i++) {
+        loop_until(t, &lasting[i].done, 1, WAIT_MS);
+        assert_int_equal(lasting[i].status, SP_PG_OK);
+    }
+    /* the third started when one of the first two had ended, 300 ms in */
+    assert_true(lasting[2].at_us - t0 >= 590000);
+    sp_pool_free(pool);
+}
+
 /* A failing statement in the middle of a pipeline fails alone: a runtime error, a statement
  * that does not parse (its Prepare fails) sent twice while the first Prepare is in flight, and
  * the same new SQL twice (the second runs unnamed) all get their own answers. */
@@ -1376,6 +1447,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipeline_not_behind_stalled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_quick_behind_quick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_not_behind_unknown_or_slow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_not_behind_long_when_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_statements_take_half_the_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_error_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_transactions_alone, setup, teardown),
