@@ -1058,7 +1058,11 @@ static int push_claims(struct sp_req *req, lua_State *co)
     }
     if (req->w->jwt_cache == NULL)
         req->w->jwt_cache = sp_jwt_cache_new(SP_JWT_CACHE_SIZE); /* NULL: verified every time */
-    if (sp_jwt_verify_cached(req->w->jwt_cache, &jc, h + 7, time(NULL), &claims, &err) != 0) {
+    /* The precise clock: time() reads the coarse one, a tick behind, and a token issued
+     * elsewhere this very second would not be valid yet for it (nbf, with leeway 0). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (sp_jwt_verify_cached(req->w->jwt_cache, &jc, h + 7, ts.tv_sec, &claims, &err) != 0) {
         sp_http_out_add(&req->out, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
         char msg[300];
         snprintf(msg, sizeof(msg), "invalid token: %s", err.msg);
