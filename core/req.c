@@ -819,88 +819,65 @@ static void push_query(lua_State *co, const char *query)
  * hold; pairs(req) makes every field first (__pairs). A request table kept past its request
  * (in a module's state) holds only the fields read during it. */
 static const char req_mt_key = 'q';
-static const char *const req_fields[] = {"id",    "method",  "path",    "route",
-                                         "compat", "params", "query",   "headers",
-                                         "ip",    NULL};
+enum req_field { F_ID, F_METHOD, F_PATH, F_ROUTE, F_COMPAT, F_PARAMS, F_QUERY, F_HEADERS, F_IP };
+static const char *const req_fields[] = {"id",     "method", "path",    "route", "compat",
+                                         "params", "query",  "headers", "ip",    NULL};
+_Static_assert(SP_ARRAY_LEN(req_fields) == F_IP + 2, "req_fields follows enum req_field");
 
 /* Pushes the field name (n bytes) of req onto L; 0 when it is not one of req_fields. */
 static int push_req_field(struct sp_req *req, lua_State *L, const char *name, size_t n)
 {
     const struct sp_http_req *hr = req->http;
+    const char *peer = NULL;
+    int f;
 
-    switch (n) {
-    case 2:
-        if (memcmp(name, "id", 2) == 0) {
-            lua_pushstring(L, req->id);
-            return 1;
+    for (f = 0; req_fields[f] != NULL; f++)
+        if (strlen(req_fields[f]) == n && memcmp(req_fields[f], name, n) == 0)
+            break;
+    switch ((enum req_field)f) {
+    case F_ID: lua_pushstring(L, req->id); return 1;
+    case F_METHOD: lua_pushstring(L, req->method); return 1;
+    case F_PATH: lua_pushstring(L, hr->path); return 1;
+    case F_ROUTE: lua_pushstring(L, req->route->pattern); return 1;
+    case F_COMPAT: lua_pushboolean(L, req->route->compat); return 1;
+    case F_PARAMS:
+        lua_createtable(L, 0, req->nparams);
+        for (int i = 0; i < req->nparams; i++) {
+            if (req->params[i].is_int)
+                lua_pushinteger(L, (lua_Integer)req->params[i].ival);
+            else
+                lua_pushlstring(L, req->params[i].value, req->params[i].len);
+            lua_setfield(L, -2, req->params[i].name);
         }
-        if (memcmp(name, "ip", 2) == 0) {
-            const char *peer = NULL;
-            if (req->w->conf->trust_proxy)
-                peer = sp_http_req_header(hr, "X-Forwarded-For");
-            if (peer != NULL) {
-                size_t len = strcspn(peer, ", ");
-                lua_pushlstring(L, peer, len < 63 ? len : 63);
-            } else
-                lua_pushlstring(L, hr->peer ? hr->peer : "", hr->peer ? strnlen(hr->peer, 63) : 0);
-            return 1;
+        return 1;
+    case F_QUERY:
+        lua_newtable(L);
+        push_query(L, hr->query);
+        return 1;
+    case F_HEADERS:
+        lua_createtable(L, 0, hr->nheaders);
+        for (int h = 0; h < hr->nheaders; h++) {
+            const char *key = hr->headers[h].name;
+            char lower[128];
+            size_t i;
+            for (i = 0; key[i] && i < sizeof(lower) - 1; i++)
+                lower[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+            lower[i] = '\0';
+            lua_pushlstring(L, hr->headers[h].value, hr->headers[h].value_len);
+            lua_setfield(L, -2, lower);
         }
-        return 0;
-    case 4:
-        if (memcmp(name, "path", 4) == 0) {
-            lua_pushstring(L, hr->path);
-            return 1;
+        return 1;
+    case F_IP:
+        if (req->w->conf->trust_proxy)
+            peer = sp_http_req_header(hr, "X-Forwarded-For");
+        if (peer != NULL) {
+            size_t len = strcspn(peer, ", ");
+            lua_pushlstring(L, peer, len < 63 ? len : 63);
+        } else {
+            lua_pushlstring(L, hr->peer ? hr->peer : "", hr->peer ? strnlen(hr->peer, 63) : 0);
         }
-        return 0;
-    case 5:
-        if (memcmp(name, "route", 5) == 0) {
-            lua_pushstring(L, req->route->pattern);
-            return 1;
-        }
-        if (memcmp(name, "query", 5) == 0) {
-            lua_newtable(L);
-            push_query(L, hr->query);
-            return 1;
-        }
-        return 0;
-    case 6:
-        if (memcmp(name, "method", 6) == 0) {
-            lua_pushstring(L, req->method);
-            return 1;
-        }
-        if (memcmp(name, "compat", 6) == 0) {
-            lua_pushboolean(L, req->route->compat);
-            return 1;
-        }
-        if (memcmp(name, "params", 6) == 0) {
-            lua_createtable(L, 0, req->nparams);
-            for (int i = 0; i < req->nparams; i++) {
-                if (req->params[i].is_int)
-                    lua_pushinteger(L, (lua_Integer)req->params[i].ival);
-                else
-                    lua_pushlstring(L, req->params[i].value, req->params[i].len);
-                lua_setfield(L, -2, req->params[i].name);
-            }
-            return 1;
-        }
-        return 0;
-    case 7:
-        if (memcmp(name, "headers", 7) == 0) {
-            lua_createtable(L, 0, hr->nheaders);
-            for (int h = 0; h < hr->nheaders; h++) {
-                const char *key = hr->headers[h].name;
-                char lower[128];
-                size_t i;
-                for (i = 0; key[i] && i < sizeof(lower) - 1; i++)
-                    lower[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
-                lower[i] = '\0';
-                lua_pushlstring(L, hr->headers[h].value, hr->headers[h].value_len);
-                lua_setfield(L, -2, lower);
-            }
-            return 1;
-        }
-        return 0;
-    default: return 0;
+        return 1;
+    default: return 0; /* not a field of the request */
     }
 }
 
