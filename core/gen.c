@@ -37,8 +37,6 @@ static void load_where_set(struct sp_gen *gen, lua_State *L);
  * slabs go back when the state closes; a freed small block waits in its list for the next
  * one of its class. Larger blocks are malloc's. The sanitizer build does without the pool:
  * AddressSanitizer then sees every block on its own. */
-#define SP_POOL_STEP 16
-#define SP_POOL_MAX 256
 #define SP_POOL_SLAB 16384
 
 struct sp_pool_slab {
@@ -576,6 +574,15 @@ static void caller_source(lua_State *L, char *buf, size_t cap)
     }
 }
 
+/* rt's flags from the options of the route table at idx (its opts field). */
+static void route_read_opts(lua_State *L, int idx, struct sp_route *rt)
+{
+    lua_getfield(L, idx, "opts");
+    lua_getfield(L, -1, "raw_body");
+    rt->raw_body = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+}
+
 /* core.add_route(method, path, entry, auth, roles, compat, cache_tags, etag) */
 static int l_core_add_route(lua_State *L)
 {
@@ -593,10 +600,7 @@ static int l_core_add_route(lua_State *L)
     }
     rt->auth = lua_toboolean(L, 4);
     rt->compat = lua_toboolean(L, 6);
-    lua_getfield(L, 3, "opts"); /* read again once every script has loaded (route_flags) */
-    lua_getfield(L, -1, "raw_body");
-    rt->raw_body = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    route_read_opts(L, 3, rt); /* again once every script has loaded (route_flags) */
     if (lua_istable(L, 5)) {
         int n = (int)lua_rawlen(L, 5);
         if ((rt->roles = calloc((size_t)n + 1, sizeof(char *))) == NULL)
@@ -832,10 +836,8 @@ static void route_flags(struct sp_gen *gen)
     for (int i = 0; i < sp_router_count(gen->router); i++) {
         struct sp_route *rt = sp_router_at(gen->router, i);
         lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref);
-        lua_getfield(L, -1, "opts");
-        lua_getfield(L, -1, "raw_body");
-        rt->raw_body = lua_toboolean(L, -1);
-        lua_pop(L, 3);
+        route_read_opts(L, -1, rt);
+        lua_pop(L, 1);
     }
 }
 

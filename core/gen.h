@@ -15,6 +15,10 @@ struct sp_router;
 struct sp_req;
 struct sp_pool_slab;
 
+/* The allocator's small blocks (gen.c): size classes of SP_POOL_STEP bytes up to SP_POOL_MAX. */
+#define SP_POOL_STEP 16
+#define SP_POOL_MAX 256
+
 enum sp_limit { SP_LIMIT_NONE, SP_LIMIT_INSTRUCTIONS, SP_LIMIT_MEMORY };
 
 /* A running coroutine's budget: the instructions it spent, the limit it hit. */
@@ -57,7 +61,7 @@ struct sp_gen {
     int nspare_co;
     /* The allocator's pool of small blocks (gen.c): free lists per 16-byte size class, the
      * slab being carved, every slab (freed with the state). */
-    void *pool_free[256 / 16 + 1];
+    void *pool_free[SP_POOL_MAX / SP_POOL_STEP + 1];
     char *pool_pos, *pool_end;
     struct sp_pool_slab *pool_slabs;
 };
