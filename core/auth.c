@@ -141,14 +141,15 @@ done:
     return rc;
 }
 
-/* The clock's part of a token's checks (exp with the leeway, nbf): 0, or -1 with err. Apart
- * from the signature's, so that a cached token gets exactly these on each use. */
+/* The clock's part of a token's checks (exp with the leeway, nbf): 0, or with err -2 when it
+ * has expired (it will never pass again) and -1 when it is not valid yet. Apart from the
+ * signature's, so that a cached token gets exactly these on each use. */
 static int jwt_check_time(const struct sp_jwt_claims *c, const struct sp_jwt_conf *conf,
                           time_t now, sp_err *err)
 {
     if (c->exp <= (long long)now - conf->leeway_s) {
         sp_err_set(err, "token expired");
-        return -1;
+        return -2;
     }
     if (c->nbf > (long long)now + conf->leeway_s) {
         sp_err_set(err, "token not yet valid");
@@ -584,8 +585,9 @@ int sp_jwt_verify_cached(struct sp_jwt_cache *c,
         /* compared only when its seeded hash matches: no timing tells a probe anything */
         if (e->hash != hash || e->len != len || memcmp(e->token, token, len) != 0)
             continue;
-        if (jwt_check_time(&e->claims, conf, now, err) != 0) {
-            if (e->claims.exp <= (long long)now - conf->leeway_s)
+        int rc = jwt_check_time(&e->claims, conf, now, err);
+        if (rc != 0) {
+            if (rc == -2)
                 jwt_cache_drop(c, (size_t)i); /* expired: it will never pass again */
             return -1;
         }
