@@ -34,8 +34,6 @@ void sp_buf_reserve(struct sp_buf *b, size_t more);
 void sp_buf_printf(struct sp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sp_buf_free(struct sp_buf *b);
 
-/* Inline: a response head is some twenty small appends, most of a constant length, which
- * then compile to a few moves instead of two calls each. */
 /* 1 when one of the 8 bytes of w is below 0x20, a quote or a backslash: a byte JSON text must
  * escape (bit tricks of "Bit Twiddling Hacks": hasless(w, 0x20) and haszero(w ^ c); exact as
  * a yes/no). */
@@ -47,6 +45,8 @@ static inline int sp_word_needs_json_escape(uint64_t w)
     return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs ? 1 : 0;
 }
 
+/* Inline: a response head is some twenty small appends, most of a constant length, which
+ * then compile to a few moves instead of two calls each. */
 static inline void sp_buf_add(struct sp_buf *b, const void *p, size_t n)
 {
     if (b->len + n + 1 > b->cap)
